@@ -1,0 +1,109 @@
+"""Event counts: an additive record of everything a datapath or a hardware model did."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+__all__ = ["Counts"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Counts:
+    """Events of one simulation, additive across layers (``a + b``, ``sum(...)``).
+
+    Notation: ``B`` batch, ``C`` input channels, ``H, W`` input size, ``Hp, Wp`` padded input
+    size, ``Co, Ho, Wo`` output channels and size, ``Kh, Kw`` kernel, ``G`` groups,
+    ``Cg = C/G`` channels per group, ``N`` codebooks, ``S = 2**(B_idx-1) + N - 3`` the largest
+    shift, ``T = B*Co*Ho*Wo*Cg*Kh*Kw`` the terms of a layer (its MACs).
+
+    Arithmetic counts (functional, golden and cycle models agree on these):
+
+    shift_ops
+        Shift datapath: shifted copies the shift unit makes, one per input value (padding
+        excluded) and shift amount ``s = 1..S``: ``B*C*H*W*S``. Log datapath: shifts that turn
+        a product exponent into a linear term, plus shifts of the log-domain adder.
+        MAC datapath: 0.
+    negations
+        Shift datapath: negated copies, ``B*C*H*W*(S+1)`` (every nonzero shifted value gets
+        its signed twin).
+    selects
+        Shift datapath: multiplexer selections, ``B*Co*Ho*Wo*N*Kh*Kw*Cg = N*T``.
+    zero_selects
+        Selections whose index is 0 (they add a zero).
+    adds
+        Two-operand additions: adder-tree and accumulator adds, bias included.
+    multiplies
+        Real multiplications (MAC datapath only): ``T``.
+    exponent_adds
+        Log datapath: exponent additions forming products, one per term with both operands
+        nonzero.
+    compares
+        Log datapath: comparisons in the log-domain adder (max and difference).
+    acc_updates
+        Accumulator register writes.
+    log_to_linear
+        Log datapath: conversions of a log-domain sum to linear.
+    overflows
+        Accumulator updates whose value WRAP or SAT changed (never silent).
+
+    Hardware counts (cycle and analytic models agree on these; zero from functional runs):
+
+    cycles, compute_cycles, stall_cycles
+        Total cycles, cycles in which the adders work, and cycles waiting for memory.
+    *_read_bits, *_write_bits
+        Traffic of each on-chip buffer, in bits.
+    dram_read_bytes, dram_write_bytes
+        Off-chip traffic.
+    energy_pj
+        Total energy from the energy table in use.
+    """
+
+    shift_ops: int = 0
+    negations: int = 0
+    selects: int = 0
+    zero_selects: int = 0
+    adds: int = 0
+    multiplies: int = 0
+    exponent_adds: int = 0
+    compares: int = 0
+    acc_updates: int = 0
+    log_to_linear: int = 0
+    overflows: int = 0
+    cycles: int = 0
+    compute_cycles: int = 0
+    stall_cycles: int = 0
+    input_buffer_read_bits: int = 0
+    input_buffer_write_bits: int = 0
+    shift_buffer_read_bits: int = 0
+    shift_buffer_write_bits: int = 0
+    weight_buffer_read_bits: int = 0
+    weight_buffer_write_bits: int = 0
+    output_buffer_read_bits: int = 0
+    output_buffer_write_bits: int = 0
+    dram_read_bytes: int = 0
+    dram_write_bytes: int = 0
+    energy_pj: float = 0.0
+
+    def __add__(self, other: Counts) -> Counts:
+        if not isinstance(other, Counts):
+            return NotImplemented
+        summed = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
+        return Counts(**summed)
+
+    def __radd__(self, other: Any) -> Counts:
+        if other == 0:  # lets sum() start from 0
+            return self
+        return self.__add__(other)
+
+    def to_dict(self) -> dict[str, int | float]:
+        """The counts as a plain dict, field order kept."""
+        return asdict(self)
+
+    def replace(self, **changes: int | float) -> Counts:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+    def nonzero(self) -> dict[str, int | float]:
+        """Only the fields that are not zero."""
+        return {k: v for k, v in self.to_dict().items() if v}

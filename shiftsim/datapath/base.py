@@ -1,0 +1,162 @@
+"""What every datapath shares: the ``run`` entry point, its levels, and the result type."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from shiftsim.counts import Counts
+from shiftsim.formats import FixedFormat
+from shiftsim.layers import Conv2d, Linear
+
+__all__ = ["LEVELS", "Datapath", "LayerResult", "Prepared"]
+
+#: Levels of modelling a datapath runs at (SPEC §1). ``analytic`` is :func:`shiftsim.estimate`.
+LEVELS = ("functional", "golden", "cycle")
+
+
+@dataclass(frozen=True, eq=False)
+class LayerResult:
+    """The outcome of running one layer on a datapath.
+
+    Attributes
+    ----------
+    y_raw : ndarray of int64
+        Accumulator values, ``(B, Co, Ho, Wo)`` for Conv2d or ``(B, out_features)`` for Linear.
+    out_format : FixedFormat
+        The format of ``y_raw`` (the accumulator's).
+    scale : float or ndarray of float64
+        Float scale applied on top of ``out_format`` (the weight scale ``wmax`` for ShiftCNN,
+        one per output channel when the code has a per-channel scale), or 1.0.
+    counts : Counts
+        Events of the run.
+    trace : ndarray or None
+        Per-cycle trace of the cycle-level model when asked for, else None.
+    """
+
+    y_raw: NDArray[np.int64]
+    out_format: FixedFormat
+    scale: float | NDArray[np.float64]
+    counts: Counts
+    trace: NDArray[Any] | None = None
+
+    @property
+    def y(self) -> NDArray[np.float64]:
+        """The dequantized output: ``y_raw * 2**-frac_bits * scale``, float64."""
+        y = self.out_format.to_float(self.y_raw)
+        scale = np.asarray(self.scale, dtype=np.float64)
+        if scale.ndim == 1:  # per-output-channel scale
+            scale = scale.reshape((1, -1) + (1,) * (y.ndim - 2))
+        return y * scale
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """Float operands turned into a datapath's codes, with their dequantized values.
+
+    Attributes
+    ----------
+    code : object
+        Weight code the datapath's ``run`` takes (ShiftCode, LogCode, raw int64 array, ...).
+    x_in : object
+        Activation input ``run`` takes (raw int64 array or LogCode).
+    w_deq, x_deq : ndarray of float64
+        The values the codes represent, in the layer's weight and input shapes.
+    bias_raw : ndarray of int64 or None
+        Bias in accumulator units.
+    overflows : int
+        Values that overflow changed while quantizing (activations clipped by their format).
+    """
+
+    code: Any
+    x_in: Any
+    w_deq: NDArray[np.float64]
+    x_deq: NDArray[np.float64]
+    bias_raw: NDArray[np.int64] | None = None
+    overflows: int = 0
+
+
+class Datapath(abc.ABC):
+    """Base of the datapaths: validate, then run at the level asked for.
+
+    Subclasses are frozen keyword-only dataclasses holding the configuration. They implement
+    :meth:`prepare` (float -> codes), :meth:`check` (validation of ``run``'s arguments, before
+    any kernel), :meth:`run_functional` (numba kernels) and :meth:`run_golden` (the oracle in
+    :mod:`shiftsim.reference`). The cycle level lives in :mod:`shiftsim.cycle`.
+    """
+
+    def run(
+        self,
+        layer: Conv2d | Linear,
+        code: Any,
+        x: Any,
+        bias_raw: ArrayLike | None = None,
+        *,
+        level: str = "functional",
+        hardware: Any = None,
+        trace: bool = False,
+        max_cycles: int | None = None,
+    ) -> LayerResult:
+        """Run one layer.
+
+        Parameters
+        ----------
+        layer : Conv2d or Linear
+            The layer geometry.
+        code : object
+            Weight code (type depends on the datapath).
+        x : object
+            Input (raw integers or codes, depending on the datapath).
+        bias_raw : array_like of int, optional
+            One bias per output channel, in accumulator units.
+        level : {"functional", "golden", "cycle"}
+            Which model computes the result; all give the same ``y_raw``.
+        hardware : Hardware, optional
+            The machine for ``level="cycle"`` (a default one when None).
+        trace : bool, default False
+            With ``level="cycle"``, also return the per-cycle trace.
+        max_cycles : int, optional
+            With ``level="cycle"``, stop with an error past this many cycles.
+
+        Returns
+        -------
+        LayerResult
+        """
+        if level not in LEVELS:
+            raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+        if not isinstance(layer, (Conv2d, Linear)):
+            raise TypeError(f"layer must be a Conv2d or Linear, got {type(layer).__name__}")
+        operands = self.check(layer, code, x, bias_raw)
+        if level == "functional":
+            return self.run_functional(layer, operands)
+        if level == "golden":
+            return self.run_golden(layer, operands)
+        from shiftsim.cycle import run_cycle  # the cycle model builds on the datapaths
+
+        return run_cycle(self, layer, operands, hardware, trace=trace, max_cycles=max_cycles)
+
+    @abc.abstractmethod
+    def prepare(
+        self,
+        layer: Conv2d | Linear,
+        w: ArrayLike,
+        x: ArrayLike,
+        bias: ArrayLike | None = None,
+    ) -> Prepared:
+        """Quantize float weights, inputs and bias to this datapath's codes."""
+
+    @abc.abstractmethod
+    def check(self, layer: Conv2d | Linear, code: Any, x: Any, bias_raw: ArrayLike | None) -> Any:
+        """Validate ``run``'s arguments and return them normalized (NCHW, int64, ...)."""
+
+    @abc.abstractmethod
+    def run_functional(self, layer: Conv2d | Linear, operands: Any) -> LayerResult:
+        """The numba kernels."""
+
+    @abc.abstractmethod
+    def run_golden(self, layer: Conv2d | Linear, operands: Any) -> LayerResult:
+        """The golden model."""

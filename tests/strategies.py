@@ -1,0 +1,1 @@
+"""hypothesis strategies shared by the test modules."""
