@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -55,24 +56,33 @@ def as_float_array(x: ArrayLike, name: str) -> NDArray[np.floating]:
     Raises
     ------
     TypeError
-        If ``x`` is not of a real floating or integer dtype.
+        If ``x`` is not of a real floating or integer dtype (bool, complex, object, ...).
     ValueError
         If ``x`` holds NaN or Inf.
     """
     arr = np.asarray(x)
     if arr.dtype == np.float16:
         arr = arr.astype(np.float32)
-    elif arr.dtype.kind in "iub":
+    elif arr.dtype.kind in "iu":
         arr = arr.astype(np.float64)
     elif arr.dtype not in (np.float32, np.float64):
         raise TypeError(f"{name} must be a float32 or float64 array, got dtype {arr.dtype}")
     if not np.all(np.isfinite(arr)):
         bad = arr[~np.isfinite(arr)].flat[0]
-        raise ValueError(f"{name} must be finite, got {bad!r}")
+        raise ValueError(f"{name} must be finite, got {float(bad)!r}")
     return arr
 
 
-def _check_int(name: str, value: object, lo: int, hi: int) -> int:
+def check_int(name: str, value: object, lo: int, hi: int) -> int:
+    """Validate an int parameter in ``[lo, hi]`` (bools rejected) and return it as ``int``.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an integer.
+    ValueError
+        If it lies outside ``[lo, hi]``; the message names ``name`` and the value.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if not lo <= int(value) <= hi:
@@ -125,8 +135,8 @@ class FixedFormat:
     signed: bool = True
 
     def __post_init__(self) -> None:
-        _check_int("bits", self.bits, 1, MAX_FIXED_BITS)
-        _check_int("frac_bits", self.frac_bits, -1024, 1024)
+        check_int("bits", self.bits, 1, MAX_FIXED_BITS)
+        check_int("frac_bits", self.frac_bits, -1024, 1024)
         if not isinstance(self.signed, (bool, np.bool_)):
             raise TypeError(f"signed must be a bool, got {self.signed!r}")
 
@@ -166,6 +176,19 @@ class FixedFormat:
         -------
         ndarray of int64
             Raw values, same shape as ``x``.
+
+        Raises
+        ------
+        TypeError
+            If ``x`` is not a float or integer array, or a mode is not an enum member.
+        ValueError
+            If ``x`` holds NaN or Inf, or a mode value is unknown.
+
+        Notes
+        -----
+        Exact for every finite float32 / float64 input and every format: the scaling by
+        ``2**frac_bits`` and the rounding are exact (no ``x + 0.5`` double rounding), and
+        wrap / saturate work on exact integers, also for widths above float64's 53 bits.
         """
         raw, _ = self.from_float_counted(x, rounding, overflow)
         return raw
@@ -177,22 +200,25 @@ class FixedFormat:
         overflow: Overflow = Overflow.SAT,
     ) -> tuple[NDArray[np.int64], int]:
         """Like :meth:`from_float`, also returning how many values overflow changed."""
-        rounding = Rounding(rounding)
-        overflow = Overflow(overflow)
-        v = np.ldexp(as_float_array(x, "x").astype(np.float64), self.frac_bits)
-        v = _round_float(v, rounding)
-        lo, hi = float(self.min_raw), float(self.max_raw)
-        out_of_range = (v < lo) | (v > hi)
+        rounding = check_enum(Rounding, rounding, "rounding")
+        overflow = check_enum(Overflow, overflow, "overflow")
+        v = round_scaled(as_float_array(x, "x"), self.frac_bits, rounding)
+        lo, hi = self.min_raw, self.max_raw
+        # |v| <= 2**62 is exact in int64 and beyond every format's range (bits <= 62)
+        limit = math.ldexp(1.0, MAX_FIXED_BITS)
+        clipped = np.clip(v, -limit, limit).astype(np.int64)
+        out_of_range = (clipped < lo) | (clipped > hi)
         n_over = int(np.count_nonzero(out_of_range))
         if overflow == Overflow.SAT:
-            v = np.clip(v, lo, hi)
-        else:
-            modulus = math.ldexp(1.0, self.bits)
-            v = np.fmod(v, modulus)  # exact; |v| < 2**bits now
-            v = np.where(v < 0, v + modulus, v)  # exact: both are integers below 2**63
-            if self.signed:
-                v = np.where(v > hi, v - modulus, v)
-        return v.astype(np.int64), n_over
+            return np.clip(clipped, lo, hi), n_over
+        # WRAP: fmod is exact; a value too large for float64 (inf) is a multiple of 2**bits
+        with np.errstate(invalid="ignore"):
+            low = np.fmod(v, math.ldexp(1.0, self.bits))
+        low = np.where(np.isfinite(low), low, 0.0).astype(np.int64)
+        raw = low & np.int64((1 << self.bits) - 1)
+        if self.signed:
+            raw = np.where(raw > hi, raw - (np.int64(1) << self.bits), raw)
+        return raw.astype(np.int64), n_over
 
     def to_float(self, raw: ArrayLike) -> NDArray[np.float64]:
         """Return the values raw integers represent, as float64 (exact up to 53 bits)."""
@@ -228,16 +254,51 @@ class FixedFormat:
         return arr
 
 
-def _round_float(v: NDArray[np.float64], rounding: Rounding) -> NDArray[np.float64]:
-    """Round float64 values to integers exactly (no ``x + 0.5`` double rounding)."""
+def check_enum(cls: type[IntEnum], value: Any, name: str) -> Any:
+    """Convert ``value`` to the enum ``cls``, raising ValueError that names ``name``."""
+    if isinstance(value, (bool, str)):
+        raise TypeError(f"{name} must be a member of {cls.__name__}, got {value!r}")
+    try:
+        return cls(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"{name} must be a member of {cls.__name__}, got {value!r}") from None
+
+
+def round_scaled(
+    x: NDArray[np.floating], frac_bits: int, rounding: Rounding
+) -> NDArray[np.float64]:
+    """Round ``x * 2**frac_bits`` to integers, exactly, as float64 (huge values may be inf).
+
+    ``ldexp`` is exact except where it underflows; there only a negative value under TRN
+    (floor) can round to a nonzero integer, -1, which is restored explicitly. Nothing here adds
+    ``0.5`` in floating point (no double rounding).
+
+    Parameters
+    ----------
+    x : ndarray of float32 or float64
+        Finite values.
+    frac_bits : int
+        Scaling exponent.
+    rounding : Rounding
+        Rounding mode.
+
+    Returns
+    -------
+    ndarray of float64
+        Integer values (or +-inf where ``x * 2**frac_bits`` exceeds float64), ``x``'s shape.
+    """
+    xd = np.asarray(x, dtype=np.float64)
+    with np.errstate(over="ignore", under="ignore"):
+        v = np.ldexp(xd, frac_bits)
     if rounding == Rounding.TRN:
-        return np.floor(v)
+        return np.where((v == 0) & (xd < 0), -1.0, np.floor(v))
     if rounding == Rounding.TRN_ZERO:
         return np.trunc(v)
     if rounding == Rounding.RND_CONV:
         return np.rint(v)
     fl = np.floor(v)
-    return fl + ((v - fl) >= 0.5)  # v - fl is exact for every float64
+    with np.errstate(invalid="ignore"):  # inf - inf where v is infinite
+        return np.where(np.isinf(v), v, fl + ((v - fl) >= 0.5))
 
 
 @dataclass(frozen=True)
@@ -269,7 +330,7 @@ class LogFormat:
     signed: bool = True
 
     def __post_init__(self) -> None:
-        _check_int("bits", self.bits, 1, 8)
+        check_int("bits", self.bits, 1, 8)
         if self.base not in (2, "sqrt2"):
             raise ValueError(f"base must be 2 or 'sqrt2', got {self.base!r}")
         if isinstance(self.fsr, bool) or not isinstance(self.fsr, (int, float, np.number)):

@@ -28,14 +28,14 @@ def shl(x: int, s: int) -> int:
 def round_shr(x: int, s: int) -> int:
     """Right shift rounding half up: ``floor((x + 2**(s-1)) / 2**s)``; plain ``x`` for ``s == 0``.
 
-    The bias is added after a first one-bit-shorter shift so that nothing overflows int64.
+    Computed as ``floor(x / 2**s)`` plus bit ``s-1`` of ``x``, so that nothing overflows int64
+    (``x + 2**(s-1)`` would for ``x`` near ``2**63``).
     """
     if s <= 0:
         return x
     if s > 63:
-        return 0  # |x| < 2**63: (x + 2**(s-1)) / 2**s lies in [0, 1) for s >= 64
-    # floor((x + 2**(s-1)) / 2**s) == floor((floor(x / 2**(s-1)) + 1) / 2)
-    return ((x >> (s - 1)) + 1) >> 1
+        return 0  # |x| <= 2**63: (x + 2**(s-1)) / 2**s lies in [0, 1) for s >= 64
+    return (x >> s) + ((x >> (s - 1)) & 1)
 
 
 @kernel(inline=True)
