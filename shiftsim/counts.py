@@ -21,8 +21,12 @@ class Counts:
 
     shift_ops
         Shift datapath: shifted copies the shift unit makes, one per input value (padding
-        excluded) and shift amount ``s = 1..S``: ``B*C*H*W*S``. Log datapath: shifts that turn
+        excluded) and shift amount ``s = 1..S``: ``B*C*H*W*S`` (``B*in_features*S`` for
+        Linear). ``x << f`` itself is wiring, not counted. Log datapath: shifts that turn
         a product exponent into a linear term, plus shifts of the log-domain adder.
+        Log datapath, linear accumulation: ``T_nz`` (terms with both operands nonzero), plus
+        ``#{s > 0 in sqrt2_shifts}`` per odd base-sqrt2 term with ``sqrt2_mode="shift_add"``;
+        log accumulation: one per log-domain merge and one per log->linear conversion.
         MAC datapath: 0.
     negations
         Shift datapath: negated copies, ``B*C*H*W*(S+1)`` (every nonzero shifted value gets
@@ -30,20 +34,34 @@ class Counts:
     selects
         Shift datapath: multiplexer selections, ``B*Co*Ho*Wo*N*Kh*Kw*Cg = N*T``.
     zero_selects
-        Selections whose index is 0 (they add a zero).
+        Selections whose index is 0 (they add a zero). Shift datapath:
+        ``B*Ho*Wo * (number of zero indices in the code)``.
     adds
-        Two-operand additions: adder-tree and accumulator adds, bias included.
+        Two-operand additions: adder-tree and accumulator adds, bias included. Shift
+        datapath: ``N*T`` -- per output and step ``(n, kh, kw)``, ``Cg - 1`` adds in the adder
+        tree and 1 into the accumulator (zero selections included: the adders run anyway);
+        the bias is the accumulator's initial value and costs no add. Log datapath, linear
+        accumulation: ``T_nz`` (+ ``len(sqrt2_shifts) - 1`` per odd term with shift_add, + 1
+        per output with split); log accumulation: 1 per merge (floor) or 2 (mitchell), + 1 per
+        output (positive minus negative register), + 1 per output with a bias. MAC datapath:
+        ``T`` (``Cg - 1`` tree adds and 1 accumulator add per output and step).
     multiplies
-        Real multiplications (MAC datapath only): ``T``.
+        Real multiplications: ``T`` on the MAC datapath (padding included); on the log
+        datapath, one constant multiplication (by ``c ~ sqrt(2)``) per output in sqrt2
+        ``split`` mode, else 0.
     exponent_adds
         Log datapath: exponent additions forming products, one per term with both operands
         nonzero.
     compares
         Log datapath: comparisons in the log-domain adder (max and difference).
     acc_updates
-        Accumulator register writes.
+        Accumulator register writes. Shift datapath: one per output and step,
+        ``B*Co*Ho*Wo*N*Kh*Kw`` (loading the bias is not counted). MAC datapath:
+        ``B*Co*Ho*Wo*Kh*Kw``. Log datapath: ``T_nz`` (one write per term; + 1 per output for
+        the final add in sqrt2 split mode).
     log_to_linear
-        Log datapath: conversions of a log-domain sum to linear.
+        Log datapath: conversions of a log-domain sum to linear, one per non-empty log
+        register (at most two per output: positive and negative terms).
     overflows
         Accumulator updates whose value WRAP or SAT changed (never silent).
 
@@ -55,6 +73,9 @@ class Counts:
         Traffic of each on-chip buffer, in bits.
     dram_read_bytes, dram_write_bytes
         Off-chip traffic.
+    shift_unit_inputs
+        Input values the shift unit processed (each makes S shifts and S+1 negations); more
+        than ``B*C*H*W`` when overlapping input windows are shifted again.
     energy_pj
         Total energy from the energy table in use.
     """
@@ -83,6 +104,7 @@ class Counts:
     output_buffer_write_bits: int = 0
     dram_read_bytes: int = 0
     dram_write_bytes: int = 0
+    shift_unit_inputs: int = 0
     energy_pj: float = 0.0
 
     def __add__(self, other: Counts) -> Counts:

@@ -1,0 +1,112 @@
+"""Benchmark: simulated cycles per second of the cycle model; the analytic model's time.
+
+Cycle model: ResNet-18's ``Conv2_1a`` (64 -> 64 channels, 3x3, 56x56, padding 1) on
+``Hardware.paper()`` and ``Hardware.edge()``, ShiftCNN N=2, B=4 and the 8-bit MAC datapath,
+after a warm-up (compilation excluded), best of ``--repeat`` runs; it also checks the cycle
+model against the analytic model on every count. Analytic model: every layer of ResNet-18 and
+GoogLeNet (``padding="same"``), best of ``--repeat`` passes. Then the machine.
+
+Run::
+
+    python benchmarks/bench_cycle.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numba
+import numpy as np
+
+from shiftsim.cost import estimate
+from shiftsim.datapath.mac import FixedMacDatapath
+from shiftsim.datapath.shift_add import ShiftAddDatapath
+from shiftsim.hardware import Hardware
+from shiftsim.io.topology import read_topology
+from shiftsim.layers import Conv2d
+from shiftsim.quantize import quantize_shiftcnn
+
+
+def best_time(fn, repeat: int) -> tuple[float, object]:
+    best, out = np.inf, None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def bench_cycle(repeat: int) -> None:
+    rng = np.random.default_rng(0)
+    tl = next(t for t in read_topology("resnet18", padding="same") if t.name == "Conv2_1a")
+    layer, (h, w) = tl.layer, tl.input_hw
+    x = rng.integers(0, 256, size=(1, layer.in_channels, h, w))
+    code = quantize_shiftcnn(rng.normal(size=layer.weight_shape), 2, 4)
+    w_raw = rng.integers(-128, 128, size=layer.weight_shape)
+    print(f"cycle model, {tl.name}: {layer}, input {x.shape}")
+    for hw_name, hw in (("paper", Hardware.paper()), ("edge", Hardware.edge())):
+        for dp_name, dp, wcode in (
+            ("shift N=2 B=4", ShiftAddDatapath(), code),
+            ("mac 8-bit", FixedMacDatapath(), w_raw),
+        ):
+            small = Conv2d(layer.in_channels, layer.out_channels, 3, padding=1)
+            dp.run(small, wcode, x[:, :, :4, :4], level="cycle", hardware=hw)  # compile
+            t, res = best_time(
+                lambda dp=dp, wcode=wcode, hw=hw: dp.run(
+                    layer, wcode, x, level="cycle", hardware=hw
+                ),
+                repeat,
+            )
+            est = estimate(layer, dp, hw, code=wcode, input_shape=x.shape)
+            same = est == res.counts.replace(overflows=0)
+            print(
+                f"  Hardware.{hw_name:5s} {dp_name:14s} {res.counts.cycles:>10,d} cycles "
+                f"in {t:6.2f} s = {res.counts.cycles / t:>12,.0f} cycles/s "
+                f"({res.counts.selects + res.counts.multiplies:,d} lane ops); "
+                f"analytic == cycle: {same}"
+            )
+
+
+def bench_analytic(repeat: int) -> None:
+    rng = np.random.default_rng(0)
+    for net in ("resnet18", "googlenet"):
+        layers = read_topology(net, padding="same")
+        codes = [quantize_shiftcnn(rng.normal(size=t.layer.weight_shape), 2, 4) for t in layers]
+        for hw_name, hw in (("paper", Hardware.paper()), ("edge", Hardware.edge())):
+            dp = ShiftAddDatapath()
+
+            def run(layers=layers, codes=codes, hw=hw, dp=dp):
+                return [
+                    estimate(t.layer, dp, hw, code=c, input_shape=(1, t.layer.in_channels,
+                                                                    *t.input_hw))
+                    for t, c in zip(layers, codes)
+                ]  # fmt: skip
+
+            run()
+            t, counts = best_time(run, repeat)
+            total = sum(counts)
+            print(
+                f"analytic model, {net} ({len(layers)} layers) on Hardware.{hw_name}: "
+                f"{t * 1e3:7.1f} ms ({t / len(layers) * 1e3:.2f} ms/layer); "
+                f"{total.cycles:,d} cycles, {total.energy_pj * 1e-6:,.1f} uJ"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    bench_cycle(args.repeat)
+    bench_analytic(args.repeat)
+    print(
+        f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs; "
+        f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}"
+        f", numba threads {numba.get_num_threads()}"
+    )
+
+
+if __name__ == "__main__":
+    main()
