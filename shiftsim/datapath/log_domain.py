@@ -1,0 +1,435 @@
+"""The log-domain datapath (SPEC §5.2; Miyashita, Lee & Murmann, 2016).
+
+Weights and activations are log codes; a product is an exponent addition
+``p = e_x + e_w`` (units ``1/k`` of log2; ``k = 2`` when either operand is base sqrt(2), a base-2
+exponent then counting double); the sign is ``s_x * s_w``. Terms are taken in the order
+c, kh, kw (C-order over the receptive field). A term with a zero operand (padding included) is
+skipped: no product, no event.
+
+``accumulate="linear"``
+    One register ``acc`` in ``FixedFormat(acc_bits, acc_frac_bits)``, initialised with the bias
+    (0 without one); each term does ``acc = OVF(acc +- t)`` with ``t = floor(2**(p + F))``
+    (base 2: a 1 shifted left by ``p + F``; 0 when ``p + F < 0``). For base sqrt(2) an even
+    ``p`` gives ``floor(2**(p/2 + F))``; an odd ``p`` gives ``t = floor(2**((p-1)/2 + F))`` and
+    then, per ``sqrt2_mode``: ``"split"``, ``t`` goes into a second register ``acc_odd`` (same
+    format, same overflow) and at the end ``acc = OVF(acc + floor(acc_odd * c))`` with
+    ``c = floor(sqrt(2) * 2**sqrt2_frac_bits) / 2**sqrt2_frac_bits``; ``"shift_add"``,
+    ``t = sum(floor(t / 2**s) for s in sqrt2_shifts)`` (default ``(0, 2, 3, 5)``, 1.40625).
+``accumulate="log"``
+    Two log2 registers with ``g = log_frac_bits`` fractional bits, one for positive and one for
+    negative terms, empty at the start; log2(1 + x) ~ x merges a term into a register
+    (``log_add="floor"``, the paper's equation, or ``"mitchell"``, SPEC §5.2). Each non-empty
+    register is converted to linear by Mitchell's rule ``2**(I + phi) ~ 2**I * (1 + phi)``,
+    floored, in ``FixedFormat(acc_bits, acc_frac_bits)`` (overflow applied); an empty register
+    is 0. The output is ``OVF(bias + lin(S_pos) - lin(S_neg))``: the bias enters after the
+    conversion. ``sqrt2_mode`` plays no part. The log registers hold at most
+    ``max(p)/k + log2(terms) + 1`` and never overflow.
+
+Counts (``T_nz``: terms with both operands nonzero; ``n_odd``: those with odd ``p`` when
+``k == 2``; ``O``: outputs; ``L``: log-domain merges, i.e. terms that find their register
+non-empty; ``R``: non-empty log registers at the end, summed over outputs):
+
+=================  ======================================================  =====================
+event              linear accumulation                                     log accumulation
+=================  ======================================================  =====================
+exponent_adds      ``T_nz``                                                ``T_nz``
+shift_ops          ``T_nz`` (+ ``n_odd * #{s > 0 in sqrt2_shifts}``        ``L + R``
+                   with shift_add)
+adds               ``T_nz`` (+ ``n_odd * (len(sqrt2_shifts) - 1)`` with    ``L`` floor, ``2L``
+                   shift_add; + ``O`` with split)                          mitchell; + ``O``
+                                                                           (+ ``O`` with bias)
+compares           0                                                       ``L``
+acc_updates        ``T_nz`` (+ ``O`` with split)                           ``T_nz``
+log_to_linear      0                                                       ``R``
+multiplies         ``O`` with split (the constant ``c``), else 0           0
+overflows          register updates OVF changed (``acc``, ``acc_odd``,     conversions and the
+                   the final split add)                                    final add OVF changed
+=================  ======================================================  =====================
+
+The bias, when given, is the linear register's initial value (no add) and one add after the
+conversions in log mode.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from shiftsim.counts import Counts
+from shiftsim.datapath.base import Datapath, LayerResult, Prepared
+from shiftsim.formats import FixedFormat, LogFormat, Overflow, as_float_array
+from shiftsim.kernels import log_domain as kern
+from shiftsim.layers import Conv2d, Linear
+from shiftsim.quantize import LogCode, quantize_log
+from shiftsim.reference.golden_log import conv_log_golden
+
+__all__ = ["LogDatapath", "LogOperands"]
+
+_ACCUMULATE = {"linear": kern.ACC_LINEAR, "log": kern.ACC_LOG}
+_LOG_ADD = {"floor": kern.LOG_ADD_FLOOR, "mitchell": kern.LOG_ADD_MITCHELL}
+_SQRT2_MODE = {"split": kern.SQRT2_SPLIT, "shift_add": kern.SQRT2_SHIFT_ADD}
+_EVENT_FIELDS = {
+    kern.EV_EXPONENT_ADDS: "exponent_adds",
+    kern.EV_COMPARES: "compares",
+    kern.EV_SHIFT_OPS: "shift_ops",
+    kern.EV_ADDS: "adds",
+    kern.EV_ACC_UPDATES: "acc_updates",
+    kern.EV_LOG_TO_LINEAR: "log_to_linear",
+    kern.EV_OVERFLOWS: "overflows",
+    kern.EV_MULTIPLIES: "multiplies",
+}
+#: Largest ``floor(p / k) + F``: a term ``2**61`` plus a 62-bit register still fits int64.
+MAX_TERM_SHIFT = 61
+
+
+def _int_field(name: str, value: object, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value!r}")
+    return int(value)
+
+
+def _choice(name: str, value: object, options: dict[str, int]) -> None:
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {tuple(options)}, got {value!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class LogOperands:
+    """Validated operands of :meth:`LogDatapath.run`, NCHW, exponents in their own units.
+
+    Attributes
+    ----------
+    w_exp, w_sign : ndarray of int64, shape (Co, C // groups, Kh, Kw)
+        Weight exponents (``e_min`` where the sign is 0) and signs.
+    x_exp, x_sign : ndarray of int64, shape (B, C, H, W)
+        Activation exponents (``e_min`` where the sign is 0) and signs.
+    bias_raw : ndarray of int64, shape (Co,), or None
+        Bias in accumulator units.
+    """
+
+    w_exp: NDArray[np.int64]
+    w_sign: NDArray[np.int64]
+    x_exp: NDArray[np.int64]
+    x_sign: NDArray[np.int64]
+    bias_raw: NDArray[np.int64] | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogDatapath(Datapath):
+    """Log-domain datapath: exponent-add products, linear or log-domain accumulation.
+
+    See the module docstring for the exact arithmetic and the event counts.
+
+    Parameters
+    ----------
+    act : LogFormat, default LogFormat(3, 7, base=2, signed=False)
+        Activation codes (the paper's 3-bit log activations; ``signed=True`` is allowed).
+    weight : LogFormat, default LogFormat(4, 0, base=2, signed=True)
+        Weight codes. ``act`` and ``weight`` may differ in base.
+    accumulate : {"linear", "log"}, default "linear"
+        Accumulate terms as fixed-point values, or in the log domain (log2(1 + x) ~ x).
+    acc_bits : int, default 32
+        Signed width of the linear register and of the output, 2..62.
+    acc_frac_bits : int, default 16
+        ``F``: fractional bits of the output ``FixedFormat(acc_bits, F)``. With the default
+        formats the smallest product ``2**-15`` is still one LSB. ``max(p)/k + F`` must not
+        exceed 61 with linear accumulation.
+    overflow : Overflow, default Overflow.WRAP
+        What the registers do on overflow (every event is counted).
+    log_frac_bits : int, default 4
+        ``g``: fractional bits of the log registers, 0..30 (at least 1 with base sqrt(2)).
+    log_add : {"floor", "mitchell"}, default "floor"
+        The paper's ``max + (1 >> |floor(S) - p|)`` or Mitchell's finer correction.
+    sqrt2_mode : {"split", "shift_add"}, default "split"
+        How odd base-sqrt(2) products reach the linear register.
+    sqrt2_frac_bits : int, default 16
+        Fractional bits of ``c ~ sqrt(2)`` in split mode; ``acc_bits + sqrt2_frac_bits <= 63``.
+    sqrt2_shifts : tuple of int, default (0, 2, 3, 5)
+        Right shifts summing to the sqrt(2) constant in shift_add mode (strictly increasing,
+        0..62).
+
+    Examples
+    --------
+    >>> from shiftsim.layers import Linear
+    >>> from shiftsim.quantize import quantize_log
+    >>> dp = LogDatapath(acc_frac_bits=4)
+    >>> w = quantize_log([[0.5, -0.25]], bits=4, fsr=0)
+    >>> x = quantize_log([[2.0, 1.0]], bits=3, fsr=7, signed=False)
+    >>> dp.run(Linear(2, 1), w, x).y.tolist()
+    [[0.75]]
+    """
+
+    act: LogFormat = LogFormat(3, 7, base=2, signed=False)  # noqa: RUF009 (frozen)
+    weight: LogFormat = LogFormat(4, 0, base=2, signed=True)  # noqa: RUF009 (frozen)
+    accumulate: str = "linear"
+    acc_bits: int = 32
+    acc_frac_bits: int = 16
+    overflow: Overflow = Overflow.WRAP
+    log_frac_bits: int = 4
+    log_add: str = "floor"
+    sqrt2_mode: str = "split"
+    sqrt2_frac_bits: int = 16
+    sqrt2_shifts: tuple[int, ...] = (0, 2, 3, 5)
+
+    def __post_init__(self) -> None:
+        for name in ("act", "weight"):
+            if not isinstance(getattr(self, name), LogFormat):
+                raise TypeError(f"{name} must be a LogFormat, got {getattr(self, name)!r}")
+        _choice("accumulate", self.accumulate, _ACCUMULATE)
+        _choice("log_add", self.log_add, _LOG_ADD)
+        _choice("sqrt2_mode", self.sqrt2_mode, _SQRT2_MODE)
+        _int_field("acc_bits", self.acc_bits, 2, 62)
+        _int_field("acc_frac_bits", self.acc_frac_bits, -1024, 1024)
+        _int_field("log_frac_bits", self.log_frac_bits, 0, 30)
+        _int_field("sqrt2_frac_bits", self.sqrt2_frac_bits, 0, 61)
+        if not isinstance(self.overflow, Overflow):
+            raise TypeError(f"overflow must be an Overflow, got {self.overflow!r}")
+        shifts = self.sqrt2_shifts
+        if not isinstance(shifts, tuple) or not 1 <= len(shifts) <= 16:
+            raise ValueError(f"sqrt2_shifts must be a tuple of 1 to 16 ints, got {shifts!r}")
+        for s in shifts:
+            _int_field("sqrt2_shifts", s, 0, 62)
+        if any(a >= b for a, b in itertools.pairwise(shifts)):
+            raise ValueError(f"sqrt2_shifts must be strictly increasing, got {shifts!r}")
+        if self.k == 2 and self.accumulate == "log" and self.log_frac_bits < 1:
+            raise ValueError(
+                f"log_frac_bits must be >= 1 with a base-sqrt2 operand, got {self.log_frac_bits}"
+            )
+        if self.k == 2 and self.accumulate == "linear" and self.sqrt2_mode == "split":
+            if self.acc_bits + self.sqrt2_frac_bits > 63:
+                raise ValueError(
+                    f"sqrt2_frac_bits must be <= {63 - self.acc_bits} with acc_bits="
+                    f"{self.acc_bits} (acc_odd * c must fit int64), got {self.sqrt2_frac_bits}"
+                )
+        top = self.max_product_exponent // self.k + self.acc_frac_bits
+        if self.accumulate == "linear" and top > MAX_TERM_SHIFT:
+            raise ValueError(
+                f"acc_frac_bits must be <= {MAX_TERM_SHIFT - top + self.acc_frac_bits} with these"
+                f" formats: the largest term would be 2**{top} accumulator LSBs, got"
+                f" {self.acc_frac_bits}"
+            )
+
+    @property
+    def k(self) -> int:
+        """Product exponent units per octave: 2 if either operand is base sqrt(2), else 1."""
+        return max(self.act.k, self.weight.k)
+
+    @property
+    def max_product_exponent(self) -> int:
+        """Largest product exponent ``p``, in units of ``1/k``."""
+        return self.act.e_max * (self.k // self.act.k) + self.weight.e_max * (
+            self.k // self.weight.k
+        )
+
+    @property
+    def out_format(self) -> FixedFormat:
+        """``FixedFormat(acc_bits, acc_frac_bits)``: the format of ``y_raw``."""
+        return FixedFormat(self.acc_bits, self.acc_frac_bits)
+
+    @property
+    def sqrt2_const(self) -> int:
+        """``floor(sqrt(2) * 2**sqrt2_frac_bits)``: the split mode's constant, raw."""
+        return math.isqrt(2 << (2 * self.sqrt2_frac_bits))
+
+    # -- float -> codes ---------------------------------------------------------------------
+
+    def prepare(
+        self,
+        layer: Conv2d | Linear,
+        w: ArrayLike,
+        x: ArrayLike,
+        bias: ArrayLike | None = None,
+    ) -> Prepared:
+        """Quantize float weights and activations with :func:`~shiftsim.quantize.quantize_log`.
+
+        No scale is applied: the formats' ``fsr`` places the codes (``LayerResult.scale`` is
+        1). The bias is rounded to the output format. ``Prepared.overflows`` counts the values
+        clipped to the largest code (at or above the rounding boundary above it).
+        """
+        w_arr = as_float_array(w, "w")
+        x_arr = as_float_array(x, "x")
+        if w_arr.shape != layer.weight_shape:
+            raise ValueError(f"w must have shape {layer.weight_shape}, got {w_arr.shape}")
+        layer.check_input_shape(x_arr.shape, "x")
+        w_code = quantize_log(w_arr, self.weight.bits, self.weight.fsr, self.weight.base,
+                              self.weight.signed)  # fmt: skip
+        x_code = quantize_log(x_arr, self.act.bits, self.act.fsr, self.act.base, self.act.signed)
+        overflows = _clipped(w_arr, self.weight) + _clipped(x_arr, self.act)
+        bias_raw = None
+        if bias is not None:
+            b = as_float_array(bias, "bias")
+            if b.shape != (layer.weight_shape[0],):
+                raise ValueError(f"bias must have shape ({layer.weight_shape[0]},), got {b.shape}")
+            bias_raw, n_over = self.out_format.from_float_counted(b)
+            overflows += n_over
+        return Prepared(
+            code=w_code,
+            x_in=x_code,
+            w_deq=w_code.to_float(),
+            x_deq=x_code.to_float(),
+            bias_raw=bias_raw,
+            overflows=overflows,
+        )
+
+    # -- validation ---------------------------------------------------------------------------
+
+    def check(
+        self, layer: Conv2d | Linear, code: Any, x: Any, bias_raw: ArrayLike | None
+    ) -> LogOperands:
+        """Validate ``run``'s arguments (codes in this datapath's formats) and normalize them.
+
+        Raises
+        ------
+        TypeError
+            If a code is not a LogCode or an array has a non-integer dtype.
+        ValueError
+            If a code's format differs from the datapath's, a shape is wrong, a sign is not
+            -1/0/+1 (0/+1 for unsigned), an exponent lies outside its format, or the bias is
+            outside the output format.
+        """
+        w_exp, w_sign = _check_code("w_code", code, self.weight, layer.weight_shape)
+        x_exp, x_sign = _check_code("x_code", x, self.act, None)
+        layer.check_input_shape(x_exp.shape, "x_code")
+        bias = None
+        if bias_raw is not None:
+            bias = self.out_format.check_raw(bias_raw, "bias_raw")
+            if bias.shape != (layer.weight_shape[0],):
+                raise ValueError(
+                    f"bias_raw must have shape ({layer.weight_shape[0]},), got {bias.shape}"
+                )
+        return LogOperands(
+            w_exp=_nchw(layer, w_exp),
+            w_sign=_nchw(layer, w_sign),
+            x_exp=_nchw(layer, x_exp),
+            x_sign=_nchw(layer, x_sign),
+            bias_raw=bias,
+        )
+
+    # -- the two models -------------------------------------------------------------------
+
+    def run_functional(self, layer: Conv2d | Linear, operands: LogOperands) -> LayerResult:
+        """Run the numba kernel :func:`shiftsim.kernels.log_domain.conv_log`."""
+        conv = layer.as_conv()
+        op = operands
+        n_b = op.x_exp.shape[0]
+        out = np.zeros(conv.output_shape(op.x_exp.shape), dtype=np.int64)
+        events = np.zeros((n_b * conv.out_channels, kern.N_EVENTS), dtype=np.int64)
+        has_bias = op.bias_raw is not None
+        bias = op.bias_raw if has_bias else np.zeros(conv.out_channels, dtype=np.int64)
+        kern.conv_log(
+            op.x_exp * (self.k // self.act.k),
+            op.x_sign,
+            op.w_exp * (self.k // self.weight.k),
+            op.w_sign,
+            bias,
+            has_bias,
+            out,
+            events,
+            *conv.stride,
+            *conv.padding,
+            *conv.dilation,
+            conv.groups,
+            self.k,
+            _ACCUMULATE[self.accumulate],
+            self.acc_bits,
+            self.acc_frac_bits,
+            self.overflow == Overflow.SAT,
+            self.log_frac_bits,
+            _LOG_ADD[self.log_add],
+            _SQRT2_MODE[self.sqrt2_mode],
+            self.sqrt2_frac_bits,
+            self.sqrt2_const,
+            np.asarray(self.sqrt2_shifts, dtype=np.int64),
+        )
+        totals = events.sum(axis=0)
+        counts = Counts(**{name: int(totals[i]) for i, name in _EVENT_FIELDS.items()})
+        return LayerResult(
+            y_raw=_own_layout(layer, out), out_format=self.out_format, scale=1.0, counts=counts
+        )
+
+    def run_golden(self, layer: Conv2d | Linear, operands: LogOperands) -> LayerResult:
+        """Run the golden model :func:`shiftsim.reference.golden_log.conv_log_golden`."""
+        op = operands
+        y, events = conv_log_golden(
+            layer.as_conv(),
+            op.w_exp,
+            op.w_sign,
+            self.weight.k,
+            op.x_exp,
+            op.x_sign,
+            self.act.k,
+            op.bias_raw,
+            accumulate=self.accumulate,
+            acc_bits=self.acc_bits,
+            acc_frac_bits=self.acc_frac_bits,
+            overflow=self.overflow,
+            log_frac_bits=self.log_frac_bits,
+            log_add=self.log_add,
+            sqrt2_mode=self.sqrt2_mode,
+            sqrt2_frac_bits=self.sqrt2_frac_bits,
+            sqrt2_shifts=self.sqrt2_shifts,
+        )
+        return LayerResult(
+            y_raw=_own_layout(layer, y),
+            out_format=self.out_format,
+            scale=1.0,
+            counts=Counts(**events),
+        )
+
+
+def _clipped(values: NDArray[np.floating], fmt: LogFormat) -> int:
+    """How many values lie at or above the rounding boundary above ``fmt``'s largest code."""
+    boundary = 2.0 ** ((fmt.e_max + 0.5) / fmt.k)
+    return int(np.count_nonzero(np.abs(values) >= boundary))
+
+
+def _check_code(
+    name: str, code: Any, fmt: LogFormat, shape: tuple[int, ...] | None
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Validate a LogCode against ``fmt`` (and ``shape``); return (exponent, sign) as int64."""
+    if not isinstance(code, LogCode):
+        raise TypeError(f"{name} must be a LogCode, got {type(code).__name__}")
+    if code.format != fmt:
+        raise ValueError(f"{name}.format must be the datapath's {fmt}, got {code.format}")
+    exp_in = np.asarray(code.exponent)
+    sign_in = np.asarray(code.sign)
+    for part, arr in (("exponent", exp_in), ("sign", sign_in)):
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"{name}.{part} must be an integer array, got dtype {arr.dtype}")
+    if exp_in.shape != sign_in.shape:
+        raise ValueError(
+            f"{name}.exponent and {name}.sign must have one shape, got {exp_in.shape},"
+            f" {sign_in.shape}"
+        )
+    if shape is not None and exp_in.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {exp_in.shape}")
+    sign: NDArray[np.int64] = sign_in.astype(np.int64)
+    allowed = (-1, 0, 1) if fmt.signed else (0, 1)
+    bad = ~np.isin(sign, allowed)
+    if bad.any():
+        raise ValueError(f"{name}.sign holds {int(sign[bad].flat[0])}, not one of {allowed}")
+    exp: NDArray[np.int64] = exp_in.astype(np.int64)
+    out_of_range = (sign != 0) & ((exp < fmt.e_min) | (exp > fmt.e_max))
+    if out_of_range.any():
+        raise ValueError(
+            f"{name}.exponent holds {int(exp[out_of_range].flat[0])}, outside"
+            f" [{fmt.e_min}, {fmt.e_max}] of {fmt}"
+        )
+    return np.where(sign != 0, exp, fmt.e_min).astype(np.int64), sign
+
+
+def _nchw(layer: Conv2d | Linear, a: NDArray[np.int64]) -> NDArray[np.int64]:
+    """``a`` in NCHW layout (a Linear layer's 1x1 view), contiguous int64."""
+    return np.ascontiguousarray(layer.to_nchw(a), dtype=np.int64)
+
+
+def _own_layout(layer: Conv2d | Linear, y: NDArray[np.int64]) -> NDArray[np.int64]:
+    """An NCHW output back in ``layer``'s own layout, int64."""
+    return np.asarray(layer.from_nchw(y), dtype=np.int64)

@@ -1,0 +1,328 @@
+"""Numba kernels of the log-domain datapath (SPEC §5.2, Miyashita, Lee & Murmann 2016).
+
+The public wrapper is :class:`shiftsim.datapath.log_domain.LogDatapath`; it validates every
+argument and unpacks the configuration into plain ints before calling :func:`conv_log`.
+Event counts are written into an ``events`` array whose columns are the ``EV_*`` indices.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from shiftsim.kernels._jit import kernel
+from shiftsim.kernels.bitops import apply_overflow, ashr, shl, wrap
+
+__all__ = [
+    "ACC_LINEAR",
+    "ACC_LOG",
+    "EV_ACC_UPDATES",
+    "EV_ADDS",
+    "EV_COMPARES",
+    "EV_EXPONENT_ADDS",
+    "EV_LOG_TO_LINEAR",
+    "EV_MULTIPLIES",
+    "EV_OVERFLOWS",
+    "EV_SHIFT_OPS",
+    "LOG_ADD_FLOOR",
+    "LOG_ADD_MITCHELL",
+    "N_EVENTS",
+    "SQRT2_SHIFT_ADD",
+    "SQRT2_SPLIT",
+    "conv_log",
+    "log_to_linear",
+]
+
+ACC_LINEAR = 0
+ACC_LOG = 1
+LOG_ADD_FLOOR = 0
+LOG_ADD_MITCHELL = 1
+SQRT2_SPLIT = 0
+SQRT2_SHIFT_ADD = 1
+
+EV_EXPONENT_ADDS = 0
+EV_COMPARES = 1
+EV_SHIFT_OPS = 2
+EV_ADDS = 3
+EV_ACC_UPDATES = 4
+EV_LOG_TO_LINEAR = 5
+EV_OVERFLOWS = 6
+EV_MULTIPLIES = 7
+N_EVENTS = 8
+
+
+@kernel(inline=True)
+def log_to_linear(s: int, g: int, frac_bits: int, acc_bits: int, sat: bool) -> tuple[int, int]:
+    """Convert a log2 value to linear with Mitchell's rule, floored, then fit the accumulator.
+
+    ``s`` holds log2 of the value with ``g`` fractional bits: ``s = I * 2**g + phi``. The
+    result is ``floor(2**I * (1 + phi / 2**g) * 2**frac_bits)`` (SPEC §5.2, "output"), then
+    wrapped or saturated into a signed ``acc_bits`` register. ``I`` may be negative, and the
+    exact value may exceed int64: it is reduced without ever forming it.
+
+    Returns
+    -------
+    (int, int)
+        The register value and 1 if overflow changed it, else 0.
+    """
+    i = s >> g
+    m = (s - shl(i, g)) + shl(1, g)  # 1.phi as a (g+1)-bit integer
+    e = i + frac_bits - g
+    if e < 0:
+        v = ashr(m, -e)
+    elif e + g + 1 <= 62:
+        v = shl(m, e)
+    else:  # v >= 2**62: beyond every register; reduce modulo 2**acc_bits without forming v
+        if sat:
+            return (1 << (acc_bits - 1)) - 1, 1
+        if e >= acc_bits:
+            return 0, 1
+        low = m & ((1 << (acc_bits - e)) - 1)
+        return wrap(shl(low, e), acc_bits, True), 1
+    r = apply_overflow(v, acc_bits, True, sat)
+    return r, 1 if r != v else 0
+
+
+@kernel(parallel=True)
+def conv_log(
+    x_exp: np.ndarray,
+    x_sign: np.ndarray,
+    w_exp: np.ndarray,
+    w_sign: np.ndarray,
+    bias: np.ndarray,
+    has_bias: bool,
+    out: np.ndarray,
+    events: np.ndarray,
+    stride_h: int,
+    stride_w: int,
+    pad_h: int,
+    pad_w: int,
+    dil_h: int,
+    dil_w: int,
+    groups: int,
+    k: int,
+    accumulate: int,
+    acc_bits: int,
+    frac_bits: int,
+    sat: bool,
+    log_frac_bits: int,
+    log_add: int,
+    sqrt2_mode: int,
+    sqrt2_frac_bits: int,
+    sqrt2_const: int,
+    sqrt2_shifts: np.ndarray,
+) -> None:
+    """Log-domain convolution: exponent-add products, linear or log-domain accumulation.
+
+    Implements SPEC §5.2. For each output, terms are taken in the order c, kh, kw; a term with
+    a zero operand (padding included) is skipped. Product exponent ``p = e_x + e_w`` (units
+    ``1/k`` of log2), sign ``s_x * s_w``.
+
+    ``accumulate == ACC_LINEAR``: ``acc = bias``; each term adds ``+-floor(2**(p/k + F))``
+    (``1 << (p+F)`` for base 2, 0 when the shift is negative) and the register wraps or
+    saturates after every term. With ``k == 2`` an odd ``p`` gives ``t = floor(2**((p-1)/2+F))``
+    and then either ``sum(t >> s for s in sqrt2_shifts)`` (``SQRT2_SHIFT_ADD``) or goes into a
+    second register ``acc_odd``; at the end ``acc = OVF(acc + floor(acc_odd * c))`` with
+    ``c = sqrt2_const / 2**sqrt2_frac_bits`` (``SQRT2_SPLIT``).
+
+    ``accumulate == ACC_LOG``: one log2 register per sign, ``g = log_frac_bits`` fractional
+    bits, ``P = p * 2**g`` (``p * 2**(g-1)`` when ``k == 2``). The first term sets ``S = P``;
+    the next ones (log2(1 + x) ~ x)::
+
+        floor:     d = |(S >> g) - (P >> g)|;     S = max(S, P) + (2**g >> d)
+        mitchell:  D = |S - P|, i = D >> g, phi = D mod 2**g
+                   S = max(S, P) + ((2**(g+1) - phi) >> (i + 1))
+
+    The output is ``OVF(bias + lin(S_pos) - lin(S_neg))``, ``lin`` per :func:`log_to_linear`
+    and 0 for an empty register.
+
+    Parameters
+    ----------
+    x_exp, x_sign : ndarray of int64, shape (B, C, H, W)
+        Activation exponents (already in units of ``1/k``; the format's ``e_min`` where the
+        sign is 0, so that every ``p`` lies in the range the datapath checked) and signs.
+    w_exp, w_sign : ndarray of int64, shape (Co, C // groups, Kh, Kw)
+        Weight exponents and signs, as above.
+    bias : ndarray of int64, shape (Co,)
+        Bias in accumulator units (zeros when ``has_bias`` is False).
+    has_bias : bool
+        Whether a bias is added (counted as an add in log mode).
+    out : ndarray of int64, shape (B, Co, Ho, Wo)
+        Output, written.
+    events : ndarray of int64, shape (B * Co, N_EVENTS)
+        Event counts per (batch, output channel), written.
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups : int
+        Geometry.
+    k : int
+        1 (base 2) or 2 (base sqrt(2)).
+    accumulate, log_add, sqrt2_mode : int
+        ``ACC_*``, ``LOG_ADD_*``, ``SQRT2_*``.
+    acc_bits, frac_bits : int
+        Accumulator width and fractional bits ``F``; ``max(p)//k + F <= 61``.
+    sat : bool
+        Saturate (True) or wrap (False).
+    log_frac_bits : int
+        ``g``.
+    sqrt2_frac_bits, sqrt2_const : int
+        ``c = sqrt2_const * 2**-sqrt2_frac_bits``; ``acc_bits + sqrt2_frac_bits <= 63``.
+    sqrt2_shifts : ndarray of int64, shape (n,)
+        Right shifts of the shift-add constant, strictly increasing.
+    """
+    n_b = x_exp.shape[0]
+    h_in = x_exp.shape[2]
+    w_in = x_exp.shape[3]
+    n_co = out.shape[1]
+    h_out = out.shape[2]
+    w_out = out.shape[3]
+    n_cg = w_exp.shape[1]
+    n_kh = w_exp.shape[2]
+    n_kw = w_exp.shape[3]
+    co_per_group = n_co // groups
+    g = log_frac_bits
+    p_shift = g - (k - 1)
+    n_shifts = sqrt2_shifts.shape[0]
+    n_nonzero_shifts = 0
+    for j in range(n_shifts):
+        if sqrt2_shifts[j] > 0:
+            n_nonzero_shifts += 1
+    split = k == 2 and sqrt2_mode == SQRT2_SPLIT
+    base2_linear = k == 1 and accumulate == ACC_LINEAR
+    for row in prange(n_b * n_co):
+        b = row // n_co
+        co = row % n_co
+        c0 = (co // co_per_group) * n_cg
+        n_exp = 0
+        n_cmp = 0
+        n_shift = 0
+        n_add = 0
+        n_acc = 0
+        n_l2l = 0
+        n_ovf = 0
+        n_mul = 0
+        n_base2 = 0  # nonzero terms of the branch-free base-2 linear path
+        regs = np.zeros(2, dtype=np.int64)
+        full = np.zeros(2, dtype=np.bool_)
+        for oh in range(h_out):
+            for ow in range(w_out):
+                acc = bias[co]
+                acc_odd = 0
+                regs[0] = 0  # log registers: [0] positive terms, [1] negative terms
+                regs[1] = 0
+                full[0] = False
+                full[1] = False
+                for c in range(n_cg):
+                    for kh in range(n_kh):
+                        ih = oh * stride_h - pad_h + kh * dil_h
+                        if ih < 0 or ih >= h_in:
+                            continue
+                        for kw in range(n_kw):
+                            iw = ow * stride_w - pad_w + kw * dil_w
+                            if iw < 0 or iw >= w_in:
+                                continue
+                            sgn = x_sign[b, c0 + c, ih, iw] * w_sign[co, c, kh, kw]
+                            p = x_exp[b, c0 + c, ih, iw] + w_exp[co, c, kh, kw]
+                            if base2_linear:
+                                # branch-free on zero operands (post-ReLU inputs are half
+                                # zeros): a zero term adds 0 and cannot overflow
+                                sh = p + frac_bits
+                                t = shl(1, sh) if sh >= 0 else 0
+                                v = acc + sgn * t
+                                acc = apply_overflow(v, acc_bits, True, sat)
+                                n_ovf += acc != v
+                                n_base2 += sgn != 0
+                                continue
+                            if sgn == 0:
+                                continue
+                            neg = sgn < 0
+                            n_exp += 1
+                            if accumulate == ACC_LINEAR:
+                                odd = False
+                                octave = p
+                                if k == 2:
+                                    octave = p >> 1
+                                    odd = (p & 1) == 1
+                                sh = octave + frac_bits
+                                t = shl(1, sh) if sh >= 0 else 0
+                                n_shift += 1
+                                if odd and split:
+                                    v = acc_odd - t if neg else acc_odd + t
+                                    acc_odd = apply_overflow(v, acc_bits, True, sat)
+                                    n_ovf += acc_odd != v
+                                    n_add += 1
+                                    n_acc += 1
+                                    continue
+                                if odd:
+                                    scaled = 0
+                                    for j in range(n_shifts):
+                                        scaled += ashr(t, sqrt2_shifts[j])
+                                    t = scaled
+                                    n_shift += n_nonzero_shifts
+                                    n_add += n_shifts - 1
+                                v = acc - t if neg else acc + t
+                                acc = apply_overflow(v, acc_bits, True, sat)
+                                n_ovf += acc != v
+                                n_add += 1
+                                n_acc += 1
+                            else:
+                                big_p = shl(p, p_shift)
+                                r = (1 - sgn) >> 1  # +1 -> 0, -1 -> 1
+                                s = regs[r]
+                                if not full[r]:
+                                    s = big_p
+                                    full[r] = True
+                                else:
+                                    n_cmp += 1
+                                    n_shift += 1
+                                    top = s if s > big_p else big_p
+                                    if log_add == LOG_ADD_FLOOR:
+                                        d = abs((s >> g) - (big_p >> g))
+                                        s = top + ashr(shl(1, g), d)
+                                        n_add += 1
+                                    else:
+                                        dd = abs(s - big_p)
+                                        i = dd >> g
+                                        phi = dd - shl(i, g)
+                                        s = top + ashr(shl(2, g) - phi, i + 1)
+                                        n_add += 2
+                                n_acc += 1
+                                regs[r] = s
+                if accumulate == ACC_LINEAR:
+                    if split:
+                        prod = ashr(acc_odd * sqrt2_const, sqrt2_frac_bits)
+                        v = acc + prod
+                        acc = apply_overflow(v, acc_bits, True, sat)
+                        n_ovf += acc != v
+                        n_mul += 1
+                        n_add += 1
+                        n_acc += 1
+                    out[b, co, oh, ow] = acc
+                else:
+                    lin_pos = 0
+                    lin_neg = 0
+                    if full[0]:
+                        lin_pos, o = log_to_linear(regs[0], g, frac_bits, acc_bits, sat)
+                        n_ovf += o
+                        n_l2l += 1
+                        n_shift += 1
+                    if full[1]:
+                        lin_neg, o = log_to_linear(regs[1], g, frac_bits, acc_bits, sat)
+                        n_ovf += o
+                        n_l2l += 1
+                        n_shift += 1
+                    v = bias[co] + lin_pos - lin_neg
+                    y = apply_overflow(v, acc_bits, True, sat)
+                    n_ovf += y != v
+                    n_add += 2 if has_bias else 1
+                    out[b, co, oh, ow] = y
+        n_exp += n_base2
+        n_shift += n_base2
+        n_add += n_base2
+        n_acc += n_base2
+        events[row, EV_EXPONENT_ADDS] = n_exp
+        events[row, EV_COMPARES] = n_cmp
+        events[row, EV_SHIFT_OPS] = n_shift
+        events[row, EV_ADDS] = n_add
+        events[row, EV_ACC_UPDATES] = n_acc
+        events[row, EV_LOG_TO_LINEAR] = n_l2l
+        events[row, EV_OVERFLOWS] = n_ovf
+        events[row, EV_MULTIPLIES] = n_mul
