@@ -1,0 +1,575 @@
+"""The ``shiftsim`` command line: simulate, sweep, verify, report.
+
+Examples
+--------
+Per-layer table of the built-in digits CNN at N = 2 codebooks, B = 4 bits::
+
+    shiftsim simulate --model digits --codebooks 2 --bits 4
+
+Every ResNet-18 layer on seeded random inputs, with cycles and energy, saved as CSV::
+
+    shiftsim simulate --topology resnet18 --hardware edge --csv resnet18.csv
+
+A resumable sweep, then its plot::
+
+    shiftsim sweep --model digits --grid n_codebooks=1,2,3 --grid bits=2,3,4 --out digits.jsonl
+    shiftsim report digits.jsonl --x bits --y top1 --hue n_codebooks --plot digits.png
+
+Bad flags and bad files print one ``shiftsim: error: ...`` line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+__all__ = ["main"]
+
+_TABLE_COLUMNS = [
+    "layer",
+    "op",
+    "shape",
+    "macs",
+    "shift_ops",
+    "selects",
+    "adds",
+    "multiplies",
+    "exponent_adds",
+    "overflows",
+    "clipped",
+    "cycles",
+    "energy_pj",
+    "sqnr_db",
+    "time_s",
+]
+
+
+class CliError(Exception):
+    """A user error: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(2)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_source(p: argparse.ArgumentParser, required: bool = True) -> None:
+    src = p.add_mutually_exclusive_group(required=required)
+    src.add_argument(
+        "--topology",
+        metavar="NAME|FILE",
+        help="SCALE-Sim topology: resnet18, alexnet, googlenet, mobilenet, "
+        "yolo_tiny, or a CSV file",
+    )
+    src.add_argument("--onnx", metavar="FILE", type=Path, help="ONNX model")
+    src.add_argument("--model", choices=["digits"], help="built-in model")
+    p.add_argument(
+        "--weights",
+        metavar="FILE.npz",
+        type=Path,
+        help="weights by layer name (topology) or the digits weights file",
+    )
+    p.add_argument(
+        "--padding",
+        choices=["none", "same"],
+        default="none",
+        help="topology padding (SCALE-Sim: none)",
+    )
+    p.add_argument(
+        "--images",
+        type=_positive,
+        default=None,
+        help="digits: simulate the first N test images (default all 360)",
+    )
+    p.add_argument("--batch", type=_positive, default=1, help="topology/ONNX: inputs per layer")
+    p.add_argument(
+        "--max-size",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="topology/ONNX: crop every layer's input to at most N x N (quick look)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of weights and random inputs")
+
+
+def _add_datapath(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("datapath")
+    g.add_argument("--datapath", choices=["shift", "log", "mac"], default="shift")
+    g.add_argument("--codebooks", type=_positive, default=2, help="shift: N (default 2)")
+    g.add_argument(
+        "--bits",
+        type=_positive,
+        default=4,
+        help="shift: B per index (default 4); log/mac: weight bits",
+    )
+    g.add_argument("--acc-bits", type=_positive, default=32, help="accumulator width")
+    g.add_argument("--overflow", choices=["wrap", "sat"], default="wrap")
+    g.add_argument("--level", choices=["functional", "golden", "cycle"], default="functional")
+    g.add_argument(
+        "--hardware",
+        choices=["none", "edge", "paper"],
+        default="none",
+        help="add analytic cycles and energy for this machine",
+    )
+    g.add_argument(
+        "--power-of-two", action="store_true", help="requantise between layers by shifts only"
+    )
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(prog="shiftsim", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser(
+        "simulate",
+        help="per-layer report of a network on a datapath",
+        description="Simulate a network layer by layer and print a table.",
+    )
+    _add_source(p)
+    _add_datapath(p)
+    p.add_argument("--csv", type=Path, metavar="OUT", help="also write the table as CSV")
+    p.add_argument("--json", type=Path, metavar="OUT", help="also write the table as JSON")
+
+    p = sub.add_parser(
+        "sweep",
+        help="resumable parameter sweep",
+        description="Sweep datapath/hardware parameters over a grid.",
+    )
+    _add_source(p)
+    _add_datapath(p)
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2,...",
+        help="a parameter and its values (repeat the flag)",
+    )
+    p.add_argument(
+        "--grid-file",
+        type=Path,
+        metavar="FILE.toml",
+        help="TOML file of NAME = [values] (top level or a [grid] table)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="results file (JSON lines)")
+    p.add_argument("--workers", type=_positive, default=None, help="local processes")
+    p.add_argument("--dask", metavar="ADDRESS", help="Dask scheduler address")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser(
+        "verify",
+        help="golden vs functional vs float on one layer",
+        description="Run one layer at the golden and functional levels (and "
+        "cycle with --cycle) and compare with float64.",
+    )
+    _add_source(p)
+    _add_datapath(p)
+    p.add_argument("--layer", help="layer name (default: the first)")
+    p.add_argument(
+        "--size",
+        type=_positive,
+        default=6,
+        help="crop the input to at most SIZE x SIZE (the golden model is slow)",
+    )
+    p.add_argument("--cycle", action="store_true", help="also run the cycle-level model")
+
+    p = sub.add_parser(
+        "report",
+        help="tables and plots from a results file",
+        description="Print a sweep results file (JSON lines) or a simulate "
+        "table (CSV/JSON), optionally plot it.",
+    )
+    p.add_argument("file", type=Path)
+    p.add_argument("--x", help="x-axis column (plot)")
+    p.add_argument("--y", help="y-axis column (plot)")
+    p.add_argument("--hue", help="one line per value of this column (plot)")
+    p.add_argument(
+        "--kind",
+        choices=["line", "pareto", "layers"],
+        default=None,
+        help="plot kind (default: line for sweeps, layers for simulate tables)",
+    )
+    p.add_argument("--plot", type=Path, metavar="OUT.png", help="write a figure")
+    return parser
+
+
+def _version() -> str:
+    from shiftsim import __version__
+
+    return f"shiftsim {__version__}"
+
+
+# ------------------------------------------------------------------------ helpers
+def _datapath(args: argparse.Namespace) -> Any:
+    from shiftsim.formats import FixedFormat, LogFormat, Overflow
+
+    overflow = Overflow[args.overflow.upper()]
+    if args.datapath == "shift":
+        from shiftsim.datapath.shift_add import ShiftAddDatapath
+
+        return ShiftAddDatapath(
+            n_codebooks=args.codebooks, bits=args.bits, acc_bits=args.acc_bits, overflow=overflow
+        )
+    if args.datapath == "log":
+        from shiftsim.datapath.log_domain import LogDatapath
+
+        return LogDatapath(
+            weight=LogFormat(args.bits, 0, signed=True), acc_bits=args.acc_bits, overflow=overflow
+        )
+    from shiftsim.datapath.mac import FixedMacDatapath
+
+    return FixedMacDatapath(
+        weight=FixedFormat(args.bits, args.bits - 1), acc_bits=args.acc_bits, overflow=overflow
+    )
+
+
+def _hardware(args: argparse.Namespace) -> Any:
+    if args.hardware == "none":
+        return None
+    from shiftsim.hardware import Hardware
+
+    return getattr(Hardware, args.hardware)()
+
+
+def _source(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(network, x, labels): x and labels only for the digits model."""
+    from shiftsim.network import Network
+
+    if args.model == "digits":
+        from shiftsim.models.digits import digits_network, digits_test_split
+
+        net = digits_network(args.weights)
+        x, y = digits_test_split(args.weights)
+        if args.images is not None:
+            x, y = x[: args.images], y[: args.images]
+        return net, x, y
+    if args.onnx is not None:
+        from shiftsim.io.onnx_io import read_onnx
+
+        return read_onnx(args.onnx), None, None
+    return (
+        Network.from_topology(
+            args.topology, seed=args.seed, weights=args.weights, padding=args.padding
+        ),
+        None,
+        None,
+    )
+
+
+def _print_table(frame: Any, columns: Sequence[str] | None = None) -> None:
+    import pandas as pd
+
+    if columns is not None:
+        frame = frame[[c for c in columns if c in frame.columns]]
+        frame = frame.loc[:, [c for c in frame.columns if not _all_zero(frame[c])]]
+    with pd.option_context(
+        "display.max_rows",
+        500,
+        "display.max_columns",
+        50,
+        "display.width",
+        200,
+        "display.float_format",
+        "{:.4g}".format,
+    ):
+        print(frame.to_string(index=False))
+
+
+def _all_zero(col: Any) -> bool:
+    return col.dtype.kind in "iuf" and bool((col == 0).all()) and col.name not in ("macs",)
+
+
+def _parse_grid(args: argparse.Namespace) -> dict[str, list[Any]]:
+    grid: dict[str, list[Any]] = {}
+    if args.grid_file is not None:
+        grid.update(_read_grid_file(args.grid_file))
+    for item in args.grid:
+        name, sep, values = item.partition("=")
+        name = name.strip()
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not name or not vals:
+            raise CliError(f"--grid expects NAME=V1,V2,..., got {item!r}")
+        grid[name] = [_scalar(v) for v in vals]
+    if not grid:
+        raise CliError("sweep needs at least one --grid NAME=V1,V2,... or a --grid-file")
+    return grid
+
+
+def _scalar(text: str) -> Any:
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _read_grid_file(path: Path) -> dict[str, list[Any]]:
+    try:
+        import tomllib
+    except ImportError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read grid file: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CliError(f"{path}: not a valid TOML grid file: {exc}") from None
+    table = data.get("grid", data)
+    if not isinstance(table, dict) or not table:
+        raise CliError(f"{path}: expected NAME = [values] entries (top level or in [grid])")
+    out = {}
+    for name, values in table.items():
+        if not isinstance(values, list) or not values:
+            raise CliError(f"{path}: {name} must be a non-empty list, got {values!r}")
+        out[name] = values
+    return out
+
+
+# ------------------------------------------------------------------------ commands
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from shiftsim.network import Requant
+
+    net, x, y = _source(args)
+    dp = _datapath(args)
+    hw = _hardware(args)
+    if x is not None:
+        res = net.run(
+            x, dp, level=args.level, hardware=hw, requant=Requant(power_of_two=args.power_of_two)
+        )
+    else:
+        res = net.run_layers(
+            dp,
+            batch=args.batch,
+            seed=args.seed,
+            level=args.level,
+            hardware=hw,
+            max_hw=args.max_size,
+        )
+    print(f"{net.name}: {dp!r}")
+    _print_table(res.table, _TABLE_COLUMNS)
+    t = res.table
+    total = f"total: {int(t['macs'].sum()):,} MACs, {res.totals.adds:,} adds"
+    if hw is not None:
+        total += f", {res.totals.cycles:,} cycles, {res.totals.energy_pj / 1e6:.4g} uJ"
+    total += f", {t['time_s'].sum():.2f} s"
+    print(total)
+    if y is not None:
+        print(
+            f"top-1: {res.top1(y):.4f} (float {res.float_top1(y):.4f}, "
+            f"agreement {res.agreement():.4f}) on {len(y)} test images"
+        )
+    for path, kind in ((args.csv, "csv"), (args.json, "json")):
+        if path is not None:
+            try:
+                if kind == "csv":
+                    t.to_csv(path, index=False)
+                else:
+                    t.to_json(path, orient="records", indent=1)
+            except OSError as exc:
+                raise CliError(f"{path}: cannot write: {exc.strerror}") from None
+            print(f"wrote {path}")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from shiftsim.network import Requant
+    from shiftsim.sweep import NetworkTarget, _unknown, apply_point, grid_points, sweep
+
+    grid = _parse_grid(args)
+    net, x, y = _source(args)
+    target = NetworkTarget(
+        network=net,
+        datapath=_datapath(args),
+        x=x,
+        labels=y,
+        hardware=_hardware(args),
+        batch=args.batch,
+        max_hw=args.max_size,
+        seed=args.seed,
+        level=args.level,
+        requant=Requant(power_of_two=args.power_of_two),
+    )
+    for point in grid_points(grid):  # validate every point before any work
+        dp, hw, rest = apply_point(point, target.datapath, target.hardware)
+        rest = {k: v for k, v in rest.items() if k not in ("mult_bits", "power_of_two")}
+        if rest:
+            raise _unknown(rest, dp, hw)
+    client = None
+    if args.dask:
+        from distributed import Client
+
+        client = Client(args.dask)
+    try:
+        frame = sweep(
+            target,
+            grid,
+            out=args.out,
+            client=client,
+            workers=args.workers,
+            progress=not args.no_progress,
+        )
+    finally:
+        if client is not None:
+            client.close()
+    cols = [
+        *grid,
+        "top1",
+        "agreement",
+        "sqnr_db",
+        "min_layer_sqnr_db",
+        "adds",
+        "shift_ops",
+        "multiplies",
+        "cycles",
+        "energy_pj",
+        "overflows",
+    ]
+    _print_table(frame, cols)
+    print(f"{len(frame)} points in {args.out}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from shiftsim.verify import simulate
+
+    net = _source(args)[0]
+    dp = _datapath(args)
+    nodes = net.conv_nodes
+    node = (
+        nodes[0] if args.layer is None else next((n for n in nodes if n.name == args.layer), None)
+    )
+    if node is None:
+        raise CliError(f"--layer: no layer {args.layer!r} (layers: {[n.name for n in nodes]})")
+    shape = net.layer_input_shapes(1, args.size)[node.name]
+    from shiftsim.network import act_format, weight_gain
+
+    act = act_format(dp)
+    rng = np.random.default_rng(args.seed)
+    xin = np.maximum(rng.standard_normal(shape) * act.max_raw * act.lsb / 4, 0.0)
+    levels = ["functional", "golden"] + (["cycle"] if args.cycle else [])
+    gain = weight_gain(dp, node.weight)
+    bias = None if node.bias is None else node.bias * gain
+    sims = {
+        lv: simulate(node.layer, node.weight * gain, xin, dp, bias=bias, level=lv) for lv in levels
+    }
+    base = sims["functional"].result
+    print(f"layer {node.name}: {node.layer!r}, input {tuple(shape)}, {dp!r}")
+    ok = True
+    for lv in levels[1:]:
+        r = sims[lv].result
+        same = np.array_equal(r.y_raw, base.y_raw)
+        counts_same = _arith_equal(r.counts, base.counts)
+        ok &= same and counts_same
+        print(
+            f"{lv} == functional: outputs {'identical' if same else 'DIFFER'}"
+            f" ({base.y_raw.size} values), counts {'identical' if counts_same else 'DIFFER'}"
+        )
+    s = sims["functional"].stats
+    print(
+        f"vs float64: sqnr {s.sqnr_db:.2f} dB, rmse {s.rmse:.4g}, max |error| "
+        f"{s.max_abs_error_lsb:.4g} LSB against the dequantized operands, bit-exact "
+        f"{s.bit_exact_fraction:.4f}"
+    )
+    return 0 if ok else 1
+
+
+def _arith_equal(a: Any, b: Any) -> bool:
+    from shiftsim.sweep import _ARITH
+
+    return all(getattr(a, k) == getattr(b, k) for k in _ARITH)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    path = args.file
+    if not path.is_file():
+        raise CliError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(path)
+        elif suffix == ".json":
+            frame = pd.read_json(path, orient="records")
+        else:
+            from shiftsim.sweep import read_results
+
+            frame = pd.DataFrame(read_results(path)).drop(columns="key", errors="ignore")
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise CliError(f"{path}: cannot read results: {str(exc).splitlines()[0]}") from None
+    if frame.empty:
+        raise CliError(f"{path}: no results")
+    is_layers = "layer" in frame.columns
+    _print_table(frame, _TABLE_COLUMNS if is_layers else None)
+    if args.plot is None:
+        return 0
+    from shiftsim import plots
+
+    kind = args.kind or ("layers" if is_layers else "line")
+    for name in (args.x, args.y, args.hue):
+        if name is not None and name not in frame.columns:
+            raise CliError(f"no column {name!r} in {path} (columns: {', '.join(frame.columns)})")
+    if kind == "layers":
+        fig = plots.layer_costs(frame, column=args.y or "adds")
+    elif kind == "pareto":
+        fig = plots.pareto(frame, x=args.x or "adds", y=args.y or "sqnr_db", label=args.hue)
+    else:
+        if args.x is None or args.y is None:
+            raise CliError("a line plot needs --x and --y")
+        fig = plots.metric_vs(frame, x=args.x, y=args.y, hue=args.hue)
+    try:
+        fig.savefig(args.plot, dpi=120)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"{args.plot}: cannot write the figure: {exc}") from None
+    print(f"wrote {args.plot}")
+    return 0
+
+
+_COMMANDS = {
+    "simulate": _cmd_simulate,
+    "sweep": _cmd_sweep,
+    "verify": _cmd_verify,
+    "report": _cmd_report,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 ok, 1 verification failed, 2 error)."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except (CliError, ValueError, TypeError, KeyError, OSError, ImportError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, ImportError) and exc.name:
+            message = f"this needs the {exc.name!r} package: pip install 'shiftsim[all]'"
+        if isinstance(exc, OSError) and exc.strerror:
+            message = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+        sys.stderr.write(f"shiftsim {args.command}: error: {message}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("shiftsim: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
