@@ -1,9 +1,10 @@
 """Benchmark: simulated cycles per second of the cycle model; the analytic model's time.
 
 Cycle model: ResNet-18's ``Conv2_1a`` (64 -> 64 channels, 3x3, 56x56, padding 1) on
-``Hardware.paper()`` and ``Hardware.edge()``, ShiftCNN N=2, B=4 and the 8-bit MAC datapath,
-after a warm-up (compilation excluded), best of ``--repeat`` runs; it also checks the cycle
-model against the analytic model on every count. Analytic model: every layer of ResNet-18 and
+``Hardware.paper()`` and ``Hardware.edge()``, ShiftCNN N=2, B=4, the 8-bit MAC datapath and
+the log datapath (log accumulation), after a warm-up (compilation excluded), best of
+``--repeat`` runs; it also checks the cycle model against the analytic model (given the
+data) on every count but the overflows. Analytic model: every layer of ResNet-18 and
 GoogLeNet (``padding="same"``), best of ``--repeat`` passes. Then the machine.
 
 Run::
@@ -22,12 +23,13 @@ import numba
 import numpy as np
 
 from shiftsim.cost import estimate
+from shiftsim.datapath.log_domain import LogDatapath
 from shiftsim.datapath.mac import FixedMacDatapath
 from shiftsim.datapath.shift_add import ShiftAddDatapath
 from shiftsim.hardware import Hardware
 from shiftsim.io.topology import read_topology
 from shiftsim.layers import Conv2d
-from shiftsim.quantize import quantize_shiftcnn
+from shiftsim.quantize import LogCode, quantize_log, quantize_shiftcnn
 
 
 def best_time(fn, repeat: int) -> tuple[float, object]:
@@ -39,6 +41,19 @@ def best_time(fn, repeat: int) -> tuple[float, object]:
     return best, out
 
 
+def x_small(x):
+    """The top-left 4x4 corner of an input (raw array or log codes), to compile on."""
+    if isinstance(x, LogCode):
+        return LogCode(exponent=x.exponent[:, :, :4, :4], sign=x.sign[:, :, :4, :4],
+                       format=x.format)  # fmt: skip
+    return x[:, :, :4, :4]
+
+
+def lane_ops(c) -> int:
+    """Work done by the lanes: selections, multiplications or exponent additions."""
+    return c.selects + c.multiplies + c.exponent_adds
+
+
 def bench_cycle(repeat: int) -> None:
     rng = np.random.default_rng(0)
     tl = next(t for t in read_topology("resnet18", padding="same") if t.name == "Conv2_1a")
@@ -46,26 +61,30 @@ def bench_cycle(repeat: int) -> None:
     x = rng.integers(0, 256, size=(1, layer.in_channels, h, w))
     code = quantize_shiftcnn(rng.normal(size=layer.weight_shape), 2, 4)
     w_raw = rng.integers(-128, 128, size=layer.weight_shape)
+    log = LogDatapath(accumulate="log")
+    w_log = quantize_log(rng.normal(scale=0.1, size=layer.weight_shape), 4, 0)
+    x_log = quantize_log(np.maximum(rng.normal(size=x.shape), 0), 3, 7, signed=False)
     print(f"cycle model, {tl.name}: {layer}, input {x.shape}")
     for hw_name, hw in (("paper", Hardware.paper()), ("edge", Hardware.edge())):
-        for dp_name, dp, wcode in (
-            ("shift N=2 B=4", ShiftAddDatapath(), code),
-            ("mac 8-bit", FixedMacDatapath(), w_raw),
+        for dp_name, dp, wcode, xin in (
+            ("shift N=2 B=4", ShiftAddDatapath(), code, x),
+            ("mac 8-bit", FixedMacDatapath(), w_raw, x),
+            ("log 4b/3b, log", log, w_log, x_log),
         ):
             small = Conv2d(layer.in_channels, layer.out_channels, 3, padding=1)
-            dp.run(small, wcode, x[:, :, :4, :4], level="cycle", hardware=hw)  # compile
+            dp.run(small, wcode, x_small(xin), level="cycle", hardware=hw)  # compile
             t, res = best_time(
-                lambda dp=dp, wcode=wcode, hw=hw: dp.run(
-                    layer, wcode, x, level="cycle", hardware=hw
+                lambda dp=dp, wcode=wcode, hw=hw, xin=xin: dp.run(
+                    layer, wcode, xin, level="cycle", hardware=hw
                 ),
                 repeat,
             )
-            est = estimate(layer, dp, hw, code=wcode, input_shape=x.shape)
+            est = estimate(layer, dp, hw, code=wcode, x=xin)
             same = est == res.counts.replace(overflows=0)
             print(
                 f"  Hardware.{hw_name:5s} {dp_name:14s} {res.counts.cycles:>10,d} cycles "
                 f"in {t:6.2f} s = {res.counts.cycles / t:>12,.0f} cycles/s "
-                f"({res.counts.selects + res.counts.multiplies:,d} lane ops); "
+                f"({lane_ops(res.counts):,d} lane ops); "
                 f"analytic == cycle: {same}"
             )
 

@@ -1,14 +1,21 @@
 """Analytic cost model: closed-form counts of the schedule in :mod:`shiftsim.cycle`.
 
 :func:`estimate` returns the same :class:`~shiftsim.counts.Counts` as the cycle-stepped model,
-field for field, without stepping a single cycle; the formulas are in the package docstring of
-:mod:`shiftsim.cycle`. What it cannot know without the data:
+field for field, without stepping a single cycle or running a datapath kernel; the formulas
+are in the package docstring of :mod:`shiftsim.cycle`. What it needs the data for:
 
-- ``overflows`` (they depend on the activations) are reported as 0;
-- without ``code``, every weight index is assumed nonzero (``zero_selects = 0``, the most
-  shift-buffer reads); with ``code``, zero indices are counted exactly;
-- for the log datapath the arithmetic counts depend on which activations are zero and on the
-  log-domain adder's comparisons: they are left at 0 (the hardware counts are exact).
+- ``overflows`` are a data *outcome* (whether a register wrapped or saturated depends on every
+  value and, with SAT, on the order): :func:`estimate` cannot know them and reports 0; the
+  tests compare the cycle model's overflows with the functional and golden models' instead;
+- shift datapath: zero weight indices (``zero_selects``, shift-buffer reads) come from
+  ``code``; without it every index is taken nonzero (the most shift-buffer reads). Its other
+  counts, and every MAC count, do not depend on the values;
+- log datapath: which terms have two nonzero operands, their signs and (base sqrt(2)) the
+  parity of their exponents set every arithmetic count. With ``code`` (weights) and ``x``
+  (activations) they are exact sums over the outputs, from correlations of the operands'
+  nonzero/sign/parity masks (numpy, no datapath kernel); without ``code`` every weight, and
+  without ``x`` every activation, is taken as +1 (nonzero, positive, an even exponent).
+  Log accumulation also needs to know whether a bias is added (``bias_raw``).
 """
 
 from __future__ import annotations
@@ -29,10 +36,12 @@ from shiftsim.cycle.schedule import (
     datapath_params,
     geometry,
     plan,
+    steps_per_chunk,
     tapped,
 )
 from shiftsim.hardware import Hardware
 from shiftsim.layers import Conv2d, Linear
+from shiftsim.quantize import LogCode
 
 __all__ = ["estimate", "real_taps"]
 
@@ -90,7 +99,7 @@ def _hardware_counts(g: Geometry, p: DatapathParams, hw: Hardware, pl: Plan) -> 
     wr_bytes = _ceil_div(out_bits, 8)
     prep = _ceil_div(rd_bytes, hw.dram_bytes_per_cycle) + _ceil_div(shift_vals, hw.shift_width)
     store = _ceil_div(wr_bytes, hw.dram_bytes_per_cycle)
-    steps = p.passes * g.kh * g.kw * _ceil_div(g.cg, hw.tree_width)
+    steps = steps_per_chunk(g, p, hw)
     compute = q * steps
     if hw.pipelined:
         nxt = np.concatenate((prep[1:], [0]))
@@ -121,13 +130,127 @@ def _hardware_counts(g: Geometry, p: DatapathParams, hw: Hardware, pl: Plan) -> 
     }
 
 
+def _correlate(
+    g: Geometry, xm: NDArray[np.float64] | None, wm: NDArray[np.float64]
+) -> NDArray[np.int64]:
+    """Per output, the sum over its real taps of ``xm * wm``: ``(B, Co, Ho, Wo)`` counts.
+
+    ``xm`` (``(B, C, H, W)``, or None for all ones) and ``wm`` (``(Co, Cg, Kh, Kw)``) are 0/1
+    masks; padding contributes nothing. A matrix product per kernel tap and group (float64,
+    exact: every count is below 2**53).
+    """
+    out = np.zeros((g.batch, g.co, g.ho, g.wo), dtype=np.float64)
+    oh = np.arange(g.ho) * g.sh - g.ph
+    ow = np.arange(g.wo) * g.sw - g.pw
+    if xm is None:  # all-ones activations: real[oh, kh] * real[ow, kw] * sum_c wm
+        rows = oh[:, None] + np.arange(g.kh)[None, :] * g.dh
+        cols = ow[:, None] + np.arange(g.kw)[None, :] * g.dw
+        rr = ((rows >= 0) & (rows < g.h)).astype(np.float64)
+        cc = ((cols >= 0) & (cols < g.w)).astype(np.float64)
+        out[:] = np.einsum("hk,wl,okl->ohw", rr, cc, wm.sum(axis=1))
+        return np.rint(out).astype(np.int64)
+    xp = np.zeros((g.batch, g.c, g.h + 2 * g.ph, g.w + 2 * g.pw), dtype=np.float64)
+    xp[:, :, g.ph : g.ph + g.h, g.pw : g.pw + g.w] = xm
+    cog = g.co // g.groups
+    for kh in range(g.kh):
+        r0 = kh * g.dh
+        for kw in range(g.kw):
+            c0 = kw * g.dw
+            tap = xp[:, :, r0 : r0 + (g.ho - 1) * g.sh + 1 : g.sh,
+                     c0 : c0 + (g.wo - 1) * g.sw + 1 : g.sw]  # fmt: skip
+            for grp in range(g.groups):
+                xs = tap[:, grp * g.cg : (grp + 1) * g.cg]  # (B, Cg, Ho, Wo)
+                ws = wm[grp * cog : (grp + 1) * cog, :, kh, kw]  # (Cog, Cg)
+                prod = np.tensordot(ws, xs, axes=([1], [1]))  # (Cog, B, Ho, Wo)
+                out[:, grp * cog : (grp + 1) * cog] += prod.transpose(1, 0, 2, 3)
+    return np.rint(out).astype(np.int64)
+
+
+#: Operand masks of :func:`_log_arithmetic`: positive, negative, nonzero odd, nonzero even.
+_POS, _NEG, _ODD, _EVEN = 0, 1, 2, 3
+
+
+def _log_arithmetic(
+    g: Geometry, datapath: Any, w_op: Any, x_op: Any, has_bias: bool
+) -> dict[str, int]:
+    """The log datapath's arithmetic counts in closed form (see the module docstring).
+
+    ``w_op``/``x_op`` are ``(exponent, sign)`` pairs in NCHW, or None for all ``+1`` codes.
+    """
+    k = datapath.k
+
+    def masks(op: Any, fmt_k: int) -> tuple[Any, Any, Any, Any] | None:
+        if op is None:
+            return None
+        exp, sign = op
+        odd = (exp * (k // fmt_k)) % 2 == 1
+        nz = sign != 0
+        f = np.float64
+        return (
+            (sign > 0).astype(f),
+            (sign < 0).astype(f),
+            (nz & odd).astype(f),
+            (nz & ~odd).astype(f),
+        )
+
+    wmask = masks(w_op, datapath.weight.k)
+    if wmask is None:
+        ones = np.ones((g.co, g.cg, g.kh, g.kw))
+        wmask = (ones, 0 * ones, 0 * ones, ones)
+    xmask = masks(x_op, datapath.act.k)
+
+    def corr(xi: int, wi: int) -> NDArray[np.int64]:
+        if xmask is None:  # every activation +1 with an even exponent
+            if xi in (_NEG, _ODD):
+                return np.zeros((g.batch, g.co, g.ho, g.wo), dtype=np.int64)
+            return _correlate(g, None, wmask[wi])
+        if not xmask[xi].any() or not wmask[wi].any():
+            return np.zeros((g.batch, g.co, g.ho, g.wo), dtype=np.int64)
+        return _correlate(g, xmask[xi], wmask[wi])
+
+    n_pos = corr(_POS, _POS) + corr(_NEG, _NEG)  # products > 0, per output
+    n_neg = corr(_POS, _NEG) + corr(_NEG, _POS)
+    terms = int(n_pos.sum() + n_neg.sum())  # T_nz
+    regs = int(np.count_nonzero(n_pos) + np.count_nonzero(n_neg))  # R: non-empty log registers
+    outputs = g.batch * g.outputs
+    if datapath.accumulate == "log":
+        merges = terms - regs  # L: terms that find their register non-empty
+        per_merge = 2 if datapath.log_add == "mitchell" else 1
+        return {
+            "exponent_adds": terms,
+            "compares": merges,
+            "shift_ops": merges + regs,
+            "adds": per_merge * merges + outputs * (2 if has_bias else 1),
+            "acc_updates": terms,
+            "log_to_linear": regs,
+        }
+    counts = {"exponent_adds": terms, "shift_ops": terms, "adds": terms, "acc_updates": terms}
+    if k == 2 and datapath.sqrt2_mode == "split":
+        counts["adds"] += outputs
+        counts["acc_updates"] += outputs
+        counts["multiplies"] = outputs
+    elif k == 2:  # shift_add: odd products pass the constant's shifters and adders
+        n_odd = int(corr(_ODD, _EVEN).sum() + corr(_EVEN, _ODD).sum())
+        shifts = datapath.sqrt2_shifts
+        counts["shift_ops"] += n_odd * sum(1 for s in shifts if s > 0)
+        counts["adds"] += n_odd * (len(shifts) - 1)
+    return counts
+
+
+def _input_shape_of(x: Any) -> tuple[int, ...]:
+    arr = x.exponent if hasattr(x, "exponent") else x
+    return tuple(int(v) for v in np.shape(arr))
+
+
 def estimate(
     layer: Conv2d | Linear,
     datapath: Any,
     hardware: Hardware,
     code: Any = None,
     input_shape: tuple[int, ...] | None = None,
+    x: Any = None,
     *,
+    bias_raw: Any = None,
     energy_table: Any = None,
 ) -> Counts:
     """Closed-form counts of ``layer`` on ``datapath`` and ``hardware`` (SPEC §7).
@@ -140,23 +263,35 @@ def estimate(
         The datapath (its widths size every buffer access).
     hardware : Hardware
         The machine.
-    code : ShiftCode or ndarray, optional
-        ShiftCNN weight indices: zero indices are then counted exactly.
+    code : ShiftCode, LogCode or ndarray, optional
+        The weights as the datapath takes them. ShiftCNN indices: zero indices are counted
+        exactly; log codes: see ``x``; MAC weights are not needed (no count depends on them).
     input_shape : tuple of int, optional
-        ``(B, C, H, W)`` (``(B, in_features)`` for Linear); required for Conv2d. A Linear
-        layer defaults to batch 1.
+        ``(B, C, H, W)`` (``(B, in_features)`` for Linear); required for Conv2d unless ``x``
+        is given. A Linear layer defaults to batch 1.
+    x : ndarray or LogCode, optional
+        The input the datapath would run on (raw integers, or log codes). The log
+        datapath's arithmetic counts depend on it (which terms are zero, their signs and
+        parities): with ``x`` and ``code`` they are exact; without them every activation
+        (weight) is taken as the code of +1. No shift or MAC count depends on it; it is
+        validated and gives the input shape.
+    bias_raw : ndarray, optional
+        The bias the layer runs with; only whether it is given matters (log accumulation
+        adds it after the conversion: one more add per output).
     energy_table : EnergyTable, optional
         Energy per event (the default 45 nm table when None).
 
     Returns
     -------
     Counts
-        Every count the cycle model reports, ``energy_pj`` included (``overflows`` is 0).
+        Every count the cycle model reports, ``energy_pj`` included; ``overflows`` is 0 (a
+        data outcome the analytic model cannot know).
 
     Raises
     ------
     ValueError
-        If a buffer is too small for the layer, or ``input_shape``/``code`` do not fit it.
+        If a buffer is too small for the layer, or ``input_shape``/``code``/``x`` do not fit
+        it or each other.
 
     Examples
     --------
@@ -170,11 +305,27 @@ def estimate(
     if not isinstance(hardware, Hardware):
         raise TypeError(f"hardware must be a Hardware, got {type(hardware).__name__}")
     p = datapath_params(datapath)
+    if x is not None:
+        shape = _input_shape_of(x)
+        if input_shape is not None and tuple(int(v) for v in input_shape) != shape:
+            raise ValueError(f"input_shape {tuple(input_shape)} differs from x's shape {shape}")
+        input_shape = shape
     if input_shape is None:
         if not isinstance(layer, Linear):
             raise ValueError("input_shape is required for a Conv2d layer, got None")
         input_shape = (1, layer.in_features)
     g = geometry(layer, input_shape)
+    if x is not None and code is not None:  # validate the operands as run() would
+        operands = datapath.check(layer, code, x, bias_raw)
+    elif x is not None and p.kind != KIND_LOG:
+        datapath.act.check_raw(x, "x")
+    elif p.kind == KIND_LOG and (x is not None or code is not None):
+        fmt = datapath.act if code is not None else datapath.weight
+        shape = input_shape if code is not None else layer.weight_shape
+        dummy = LogCode(exponent=np.full(shape, fmt.e_max, np.int64),
+                        sign=np.ones(shape, np.int8), format=fmt)  # fmt: skip
+        operands = datapath.check(layer, dummy if code is None else code,
+                                  dummy if x is None else x, bias_raw)  # fmt: skip
     hw_counts = _hardware_counts(g, p, hardware, plan(g, p, hardware))
     terms = g.batch * g.outputs * g.cg * g.kh * g.kw
     rows, cols = real_taps(g)
@@ -204,7 +355,14 @@ def estimate(
     elif p.kind == KIND_MAC:
         steps = g.batch * g.outputs * g.kh * g.kw
         arith = {"multiplies": terms, "adds": terms, "acc_updates": steps}
-    elif p.kind != KIND_LOG:  # pragma: no cover - datapath_params knows three kinds
+    elif p.kind == KIND_LOG:
+        w_op = x_op = None
+        if code is not None:
+            w_op = (operands.w_exp, operands.w_sign)
+        if x is not None:
+            x_op = (operands.x_exp, operands.x_sign)
+        arith = _log_arithmetic(g, datapath, w_op, x_op, bias_raw is not None)
+    else:  # pragma: no cover - datapath_params knows three kinds
         raise AssertionError(p.kind)
     counts = Counts(**arith, **hw_counts)
     return counts.replace(energy_pj=energy_pj(counts, datapath, hardware, energy_table))

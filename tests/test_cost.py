@@ -12,12 +12,14 @@ from hypothesis import strategies as st
 
 from shiftsim.cost import estimate, real_taps
 from shiftsim.cycle.schedule import geometry
+from shiftsim.datapath.log_domain import LogDatapath
 from shiftsim.datapath.mac import FixedMacDatapath
 from shiftsim.datapath.shift_add import ShiftAddDatapath
 from shiftsim.energy import COMPONENTS, EnergyTable, energy_breakdown
+from shiftsim.formats import LogFormat
 from shiftsim.hardware import Hardware
 from shiftsim.layers import Conv2d, Linear
-from shiftsim.quantize import ShiftCode
+from shiftsim.quantize import LogCode, ShiftCode
 from tests.strategies import hardware_configs, layer_and_input_shape
 
 BUFFERS = ("input_buffer_bytes", "shift_buffer_bytes", "weight_buffer_bytes", "output_buffer_bytes")
@@ -33,11 +35,11 @@ def _dram(layer, dp, hw, shape):
     hardware_configs(),
     st.sampled_from(BUFFERS),
     st.integers(1, 1 << 20),
-    st.booleans(),
+    st.sampled_from(["shift", "mac", "log"]),
 )
-def test_dram_traffic_never_grows_with_a_buffer(case, hw, name, extra, mac):
+def test_dram_traffic_never_grows_with_a_buffer(case, hw, name, extra, kind):
     layer, shape = case
-    dp = FixedMacDatapath() if mac else ShiftAddDatapath()
+    dp = {"shift": ShiftAddDatapath, "mac": FixedMacDatapath, "log": LogDatapath}[kind]()
     try:
         before = _dram(layer, dp, hw, shape)
     except ValueError:
@@ -98,6 +100,43 @@ def test_mac_counts_by_hand():
     assert c.compute_cycles == 4 * math.ceil(2 / 16) * math.ceil(3 / 8)
 
 
+def test_log_counts_without_data_by_hand():
+    # 3x3 kernel, padding 1, on a 3x3 input of 2 channels: every activation and weight +1.
+    # Real taps per output: corners 4, edges 6, centre 9, times 2 channels:
+    # T = 4*8 + 4*12 + 18 = 98 terms, all positive: one log register per output (R = 9),
+    # L = 98 - 9 = 89 merges.
+    layer, shape, hw = Conv2d(2, 1, 3, padding=1), (1, 2, 3, 3), Hardware.edge()
+    c = estimate(layer, LogDatapath(accumulate="log"), hw, input_shape=shape)
+    assert (c.exponent_adds, c.acc_updates, c.compares, c.log_to_linear) == (98, 98, 89, 9)
+    assert (c.shift_ops, c.adds, c.multiplies) == (89 + 9, 89 + 9, 0)
+    c = estimate(layer, LogDatapath(accumulate="log", log_add="mitchell"), hw,
+                 input_shape=shape, bias_raw=np.zeros(1, np.int64))  # fmt: skip
+    assert c.adds == 2 * 89 + 2 * 9  # two adds per Mitchell merge; bias: one more per output
+    c = estimate(layer, LogDatapath(), hw, input_shape=shape)  # linear accumulation
+    assert (c.exponent_adds, c.shift_ops, c.adds, c.acc_updates, c.compares) == (98,) * 4 + (0,)
+    # one lane per output, one term per cycle: 9 outputs on 16*8 lanes, 18 terms
+    assert c.compute_cycles == 18
+
+
+def test_log_counts_with_data_by_hand():
+    # Linear(2, 1), base sqrt(2) weights, shift-add constant (0, 2): odd products cost one
+    # more shift and one more add. w = +2^(1/2) (e = 1, odd), -2^0 (e = 0);
+    # x (base 2, so even in units of 1/2): [2^1, 0] and [2^0, 2^0] (batch 2).
+    # Terms: element 0: only the first (odd); element 1: both (one odd, one even).
+    dp = LogDatapath(weight=LogFormat(4, 1, "sqrt2", True), sqrt2_mode="shift_add",
+                     sqrt2_shifts=(0, 2))  # fmt: skip
+    w = LogCode(exponent=np.array([[1, 0]]), sign=np.array([[1, -1]], np.int8), format=dp.weight)
+    x = LogCode(exponent=np.array([[1, 0], [0, 0]]), sign=np.array([[1, 0], [1, 1]], np.int8),
+                format=dp.act)  # fmt: skip
+    c = estimate(Linear(2, 1), dp, Hardware.edge(), code=w, x=x)
+    assert (c.exponent_adds, c.acc_updates) == (3, 3)
+    assert (c.shift_ops, c.adds) == (3 + 2, 3 + 2)
+    log = dataclasses.replace(dp, accumulate="log")
+    c = estimate(Linear(2, 1), log, Hardware.edge(), code=w, x=x)
+    # element 1 has one positive and one negative term: 3 registers, no merge
+    assert (c.log_to_linear, c.compares, c.adds) == (3, 0, 2)
+
+
 def test_estimate_rejects_bad_arguments():
     dp = ShiftAddDatapath()
     with pytest.raises(ValueError, match="input_shape"):
@@ -108,6 +147,17 @@ def test_estimate_rejects_bad_arguments():
         estimate(Conv2d(1, 1, 3), object(), Hardware.edge(), input_shape=(1, 1, 3, 3))
     with pytest.raises(ValueError, match="input_shape"):
         estimate(Conv2d(1, 1, 3), dp, Hardware.edge(), input_shape=(1, 2, 3, 3))
+    x = np.zeros((1, 1, 3, 3), np.int64)
+    with pytest.raises(ValueError, match="input_shape"):
+        estimate(Conv2d(1, 1, 3), dp, Hardware.edge(), input_shape=(1, 1, 4, 4), x=x)
+    with pytest.raises(ValueError, match="x holds raw value 256"):
+        estimate(Conv2d(1, 1, 3), dp, Hardware.edge(), x=x + 256)  # 8-bit unsigned inputs
+    log = LogDatapath()
+    with pytest.raises(TypeError, match="w_code"):
+        estimate(Conv2d(1, 1, 3), log, Hardware.edge(), code=np.ones((1, 1, 3, 3)), x=None,
+                 input_shape=(1, 1, 3, 3))  # fmt: skip
+    with pytest.raises(TypeError, match="x_code"):
+        estimate(Conv2d(1, 1, 3), log, Hardware.edge(), x=x)
 
 
 @pytest.mark.parametrize(

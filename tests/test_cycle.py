@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 
 from shiftsim.cost import estimate
 from shiftsim.counts import Counts
@@ -14,11 +14,17 @@ from shiftsim.cycle import TRACE_DTYPE, CycleLimitError
 from shiftsim.datapath.log_domain import LogDatapath
 from shiftsim.datapath.mac import FixedMacDatapath
 from shiftsim.datapath.shift_add import ShiftAddDatapath
-from shiftsim.formats import FixedFormat
+from shiftsim.formats import FixedFormat, LogFormat, Overflow
 from shiftsim.hardware import Hardware
 from shiftsim.layers import Conv2d, Linear
-from shiftsim.quantize import ShiftCode
-from tests.strategies import hardware_configs, log_cases, mac_cases, shift_cases
+from shiftsim.quantize import LogCode, ShiftCode
+from tests.strategies import (
+    hardware_configs,
+    log_cases,
+    mac_cases,
+    random_log_code,
+    shift_cases,
+)
 
 HARDWARE_FIELDS = [
     "cycles",
@@ -56,28 +62,57 @@ def _code(case):
     )
 
 
+ARITHMETIC_FIELDS = [
+    "shift_ops",
+    "negations",
+    "selects",
+    "zero_selects",
+    "adds",
+    "multiplies",
+    "exponent_adds",
+    "compares",
+    "acc_updates",
+    "log_to_linear",
+    "overflows",
+]
+
+
 def _run_both(dp, layer, code, x, bias, hw):
-    """Cycle result and analytic counts, or None when the machine is too small (both say so)."""
+    """Cycle result and analytic counts (given the data), or None when the machine is too
+    small (both say so)."""
     try:
-        shape = x.exponent.shape if hasattr(x, "exponent") else np.shape(x)
-        est = estimate(layer, dp, hw, code=code, input_shape=shape)
+        est = estimate(layer, dp, hw, code=code, x=x, bias_raw=bias)
     except ValueError as err:
         assert "too small" in str(err)
+        event("machine too small")
         with pytest.raises(ValueError, match="too small"):
             dp.run(layer, code, x, bias, level="cycle", hardware=hw)
         return None, None
     return dp.run(layer, code, x, bias, level="cycle", hardware=hw), est
 
 
-def _compute_cycles(layer, x_shape, hw, passes):
+def _compute_cycles(layer, x_shape, hw, passes, log=False):
+    """SPEC's compute cycles; the log datapath: A*T serial lanes, one term per cycle each."""
     conv = layer.as_conv()
     if isinstance(layer, Linear):
         x_shape = (*x_shape, 1, 1)
     b, _, h, w = x_shape
     ho, wo = conv.output_hw(h, w)
     kh, kw = conv.kernel_size
+    cg = conv.channels_per_group
+    if log:
+        return (
+            b
+            * math.ceil(conv.out_channels * ho * wo / (hw.acc_units * hw.tree_width))
+            * (cg * kh * kw)
+        )
     per_item = math.ceil(conv.out_channels * ho * wo / hw.acc_units) * passes * kh * kw
-    return b * per_item * math.ceil(conv.channels_per_group / hw.tree_width)
+    return b * per_item * math.ceil(cg / hw.tree_width)
+
+
+def _same_arithmetic(got, want):
+    for name in ARITHMETIC_FIELDS:
+        assert getattr(got, name) == getattr(want, name), name
 
 
 @given(shift_cases(), hardware_configs())
@@ -90,9 +125,10 @@ def test_shift_cycle_matches_golden_and_analytic(case, hw):
     gold = dp.run(case.layer, code, case.x_raw, case.bias_raw, level="golden")
     assert res.y_raw.dtype == np.int64 and res.y_raw.shape == gold.y_raw.shape
     np.testing.assert_array_equal(res.y_raw, gold.y_raw)
-    for name, value in gold.counts.nonzero().items():
-        assert getattr(res.counts, name) == value, name
+    _same_arithmetic(res.counts, gold.counts)  # overflows included
     assert est == res.counts.replace(overflows=0)  # every field, energy included
+    # no count but overflows depends on the input values: the shape is enough
+    assert estimate(case.layer, dp, hw, code=code, input_shape=case.x_raw.shape) == est
     assert res.counts.compute_cycles == _compute_cycles(
         case.layer, case.x_raw.shape, hw, case.n_codebooks
     )
@@ -108,23 +144,95 @@ def test_mac_cycle_matches_golden_and_analytic(case, hw):
     gold = dp.run(case.layer, case.w_raw, case.x_raw, case.bias_raw, level="golden")
     assert res.y_raw.dtype == np.int64 and res.y_raw.shape == gold.y_raw.shape
     np.testing.assert_array_equal(res.y_raw, gold.y_raw)
-    for name, value in gold.counts.nonzero().items():
-        assert getattr(res.counts, name) == value, name
+    _same_arithmetic(res.counts, gold.counts)
     assert est == res.counts.replace(overflows=0)
+    assert estimate(case.layer, dp, hw, input_shape=case.x_raw.shape) == est
     assert res.counts.compute_cycles == _compute_cycles(case.layer, case.x_raw.shape, hw, 1)
 
 
-@given(log_cases(), hardware_configs())
-def test_log_cycle_hardware_counts_match_analytic(case, hw):
-    dp = LogDatapath(**case.options)
+def _plus_one(code, dp):
+    """``code`` with every value replaced by +1's stand-in: positive, an even exponent (in
+    units of 1/k), or None when the format has no such exponent."""
+    fmt = code.format
+    e = fmt.e_max if fmt.e_max * (dp.k // fmt.k) % 2 == 0 else fmt.e_max - 1
+    if e < fmt.e_min:
+        return None
+    shape = code.exponent.shape
+    return LogCode(exponent=np.full(shape, e), sign=np.ones(shape, np.int8), format=fmt)
+
+
+@pytest.mark.parametrize("accumulate", ["linear", "log"])
+@given(case=log_cases(), hw=hardware_configs())
+def test_log_cycle_matches_golden_and_analytic(accumulate, case, hw):
+    dp = LogDatapath(**{**case.options, "accumulate": accumulate})
     res, est = _run_both(dp, case.layer, case.w_code, case.x_code, case.bias_raw, hw)
     if res is None:
         return
-    func = dp.run(case.layer, case.w_code, case.x_code, case.bias_raw)
-    np.testing.assert_array_equal(res.y_raw, func.y_raw)
-    for name in HARDWARE_FIELDS:
-        assert getattr(res.counts, name) == getattr(est, name), name
-    assert res.counts.exponent_adds == func.counts.exponent_adds
+    gold = dp.run(case.layer, case.w_code, case.x_code, case.bias_raw, level="golden")
+    assert res.y_raw.dtype == np.int64 and res.y_raw.shape == gold.y_raw.shape
+    np.testing.assert_array_equal(res.y_raw, gold.y_raw)
+    _same_arithmetic(res.counts, gold.counts)  # overflows: cycle == golden
+    assert est == res.counts.replace(overflows=0)  # every other field, energy included
+    shape = case.x_code.exponent.shape
+    assert res.counts.compute_cycles == _compute_cycles(case.layer, shape, hw, 1, log=True)
+    assert res.counts.cycles == res.counts.compute_cycles + res.counts.stall_cycles
+    # without the data, estimate assumes +1 codes: exact for such operands
+    w1, x1 = _plus_one(case.w_code, dp), _plus_one(case.x_code, dp)
+    if w1 is None or x1 is None:
+        return
+    event("estimate without data checked")
+    for code, x, kw in (
+        (w1, x1, {"input_shape": shape}),
+        (case.w_code, x1, {"code": case.w_code, "input_shape": shape}),
+        (w1, case.x_code, {"x": case.x_code}),
+    ):
+        blind = estimate(case.layer, dp, hw, bias_raw=case.bias_raw, **kw)
+        ran = dp.run(case.layer, code, x, case.bias_raw, level="cycle", hardware=hw)
+        assert blind == ran.counts.replace(overflows=0)
+
+
+def test_log_cycle_by_hand():
+    # Linear(3, 1), log accumulation, floor log adder, g = 4, F = 4, no bias.
+    # w = +2^-1, -2^-2, +2^0; x = 2^1, 2^0, 2^1: products p = 0 (+), -2 (-), 1 (+).
+    # positive register: S = 0, then p = 1: d = |0 - 1| = 1, S = max(0, 16) + (16 >> 1) = 24
+    #   (log2 1.5: Mitchell 2 * 1.5 = 3 -> 48 in F = 4); negative: S = -32 -> 0.25 -> 4.
+    # y = 48 - 4 = 44 (2.75, exact). exponent adds 3, compares 1, shifts 1 merge + 2
+    # conversions, adds 1 merge + 1 final, 3 register writes, 2 conversions.
+    # Hardware: A = 1, T = 2 -> 2 lanes; one output: one chunk of 3 steps (c = 0, 1, 2).
+    # prep: inputs 3 * 3 bits -> 2 bytes, weights 3 * 5 bits -> 2 bytes: 4 cycles at 1 B/cycle;
+    # store: 32 bits = 4 bytes = 4 cycles. Pipelined: 4 + max(3, 0) + 4 = 11 cycles.
+    dp = LogDatapath(accumulate="log", acc_frac_bits=4, weight=LogFormat(4, 1, 2, True))
+    w = LogCode(exponent=np.array([[-1, -2, 0]]), sign=np.array([[1, -1, 1]], np.int8),
+                format=dp.weight)  # fmt: skip
+    x = LogCode(exponent=np.array([[1, 0, 1]]), sign=np.ones((1, 3), np.int8), format=dp.act)
+    hw = Hardware(
+        shift_width=1, acc_units=1, tree_width=2, input_buffer_bytes=64, shift_buffer_bytes=0,
+        weight_buffer_bytes=64, output_buffer_bytes=64, dram_bytes_per_cycle=1, clock_hz=1e6,
+    )  # fmt: skip
+    res = dp.run(Linear(3, 1), w, x, level="cycle", hardware=hw)
+    np.testing.assert_array_equal(res.y_raw, np.array([[44]]))
+    c = res.counts
+    assert (c.exponent_adds, c.compares, c.shift_ops, c.adds) == (3, 1, 3, 2)
+    assert (c.acc_updates, c.log_to_linear, c.multiplies, c.overflows) == (3, 2, 0, 0)
+    assert (c.cycles, c.compute_cycles, c.stall_cycles) == (11, 3, 8)
+    assert (c.dram_read_bytes, c.dram_write_bytes) == (4, 4)
+    assert c.input_buffer_read_bits == 3 * 3 and c.weight_buffer_read_bits == 3 * 5
+    assert c == estimate(Linear(3, 1), dp, hw, code=w, x=x)
+
+
+@pytest.mark.parametrize("overflow", [Overflow.WRAP, Overflow.SAT])
+@pytest.mark.parametrize("acc_bits", [8, 40, 62])
+def test_log_conversion_beyond_int64(rng, overflow, acc_bits):
+    # F = 70: the log registers convert to values of 2**62 and more, which no register holds
+    dp = LogDatapath(accumulate="log", acc_frac_bits=70, acc_bits=acc_bits, overflow=overflow)
+    layer = Conv2d(3, 2, 2, padding=1)
+    w = random_log_code(rng, layer.weight_shape, dp.weight)
+    x = random_log_code(rng, (2, 3, 3, 3), dp.act)
+    res = dp.run(layer, w, x, level="cycle", hardware=Hardware.edge())
+    gold = dp.run(layer, w, x, level="golden")
+    np.testing.assert_array_equal(res.y_raw, gold.y_raw)
+    _same_arithmetic(res.counts, gold.counts)
+    assert res.counts.overflows > 0
 
 
 def _tiny():

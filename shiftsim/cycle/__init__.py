@@ -48,6 +48,22 @@ chunk count per element stays ``ceil(Co*Ho*Wo / A)``::
 The partial sum spans the channel blocks, so the register sees exactly SPEC §5.1's updates
 (one per n, kh, kw), WRAP and SAT alike.
 
+The log datapath (SPEC §5.2) cannot use an adder tree: every term is merged into its
+register (and wrapped or saturated, or merged by the log adder ``max + correction``, which is
+not associative) before the next one, in the order c, kh, kw. Its ``A*T`` lanes (the same
+budget as ``A`` trees of ``T`` inputs: ``A*T`` exponent adders) are therefore ``A*T``
+independent *serial* accumulators, each owning one output and taking one term per cycle. A
+chunk is ``A*T`` outputs (``A`` is read as ``A*T`` everywhere below: chunks, weight tiles,
+output buffer), and the inner loops become::
+
+          for c in 0 .. Cg-1:  for kh:  for kw:          # SPEC §5.2 order, one term per cycle
+              one cycle: every lane reads its input code and weight code, adds the exponents
+                         (when both are nonzero) and merges the term into its register(s):
+                         linear: acc = OVF(acc +- floor(2^(p/k + F)))  (odd base-sqrt2 terms:
+                         acc_odd, or the shift-add constant);  log: the log adder
+          output stage (overlapped, no cycle): split mode's acc + floor(acc_odd * c), or the
+                         log -> linear conversions and bias + lin(S+) - lin(S-)
+
 Memory. Only *tapped* input rows and columns (those some kernel tap of some output reads;
 padding is never stored or read) move. Chunk ``k`` reads the window ``rows [r0, r1] x cols
 [c0, c1]``, with ``oh0, ow0`` / ``oh1, ow1`` the positions of its first and last output::
@@ -84,12 +100,14 @@ a bigger input buffer can only make the rows resident.
 Timing. Chunk ``k`` needs ``prep_k`` cycles of DMA then shift unit, then ``steps`` compute
 cycles; its results leave in ``store_k`` cycles::
 
-    steps   = N * Kh * Kw * ceil(Cg / T)
+    steps   = N * Kh * Kw * ceil(Cg / T)           (shift; MAC with N = 1)
+    steps   = Cg * Kh * Kw                          (log: one term per cycle and lane)
     prep_k  = ceil((ceil(in_bits_k / 8) + ceil(w_bits_k / 8)) / dram_bytes_per_cycle)
               + ceil(C * new_box_k / shift_width)            (shift datapath only)
     store_k = ceil(ceil(L_k * acc_bits / 8) / dram_bytes_per_cycle)
 
     compute_cycles = B * ceil(Co*Ho*Wo / A) * steps   # = B*ceil(Co*Ho*Wo/A)*N*Kh*Kw*ceil(Cg/T)
+                   = B * ceil(Co*Ho*Wo / (A*T)) * Cg*Kh*Kw            (log datapath)
 
     pipelined (double-buffered: chunk k+1 is prepared and chunk k-1 stored while k computes):
       cycles = prep_0 + Σ_k max(steps, prep_(k+1) + store_(k-1)) + store_last
@@ -106,7 +124,7 @@ Buffer traffic (bits)::
 
     input  write  Σ in_bits_k                                (the DRAM input, before rounding)
            read   shift: Σ C * new_box_k * act_bits (the shift unit);
-                  MAC/log: act_bits per term whose input is real (one read per unit)
+                  MAC/log: act_bits per term whose input is real (one read per unit/lane)
     shift  write  Σ C * new_box_k * (P-1) * word_bits
            read   word_bits per selection with a nonzero index and a real input
     weight write  Σ w_bits_k
@@ -115,15 +133,32 @@ Buffer traffic (bits)::
     output write = read = B * Co * Ho * Wo * acc_bits
     DRAM   read   Σ_k ceil(in_bits_k / 8) + ceil(w_bits_k / 8);  write Σ_k ceil(L_k*acc_bits/8)
 
-Arithmetic counts are the datapath's own (:class:`shiftsim.counts.Counts`). Energy is
+Arithmetic counts are the datapath's own (:class:`shiftsim.counts.Counts`), counted by the
+stepped units as they compute. Closed forms (``O = B*Co*Ho*Wo`` outputs, ``T = O*Cg*Kh*Kw``
+terms; shift: ``S``, ``P`` as in SPEC §3)::
+
+    shift  shift_ops B*C*H*W*S, negations B*C*H*W*(S+1), selects = adds = N*T,
+           zero_selects B*Ho*Wo*(zero indices), acc_updates N*O*Kh*Kw
+    MAC    multiplies = adds = T, acc_updates O*Kh*Kw
+    log    per output o: n+(o), n-(o) = terms with both operands nonzero and a positive /
+           negative product, i.e. correlations of the operands' masks:
+             n+ = corr(x>0, w>0) + corr(x<0, w<0),  n- = corr(x>0, w<0) + corr(x<0, w>0)
+           T_nz = Σ n+ + n-,  R = #{n+ > 0} + #{n- > 0},  L = T_nz - R,
+           n_odd = corr(x odd, w even) + corr(x even, w odd) (nonzero, exponents in 1/k)
+      linear: exponent_adds = shift_ops = adds = acc_updates = T_nz
+              k = 2, split: + O adds, + O acc_updates, O multiplies
+              k = 2, shift_add: + n_odd * #{s > 0} shift_ops, + n_odd * (#shifts - 1) adds
+      log:    exponent_adds = acc_updates = T_nz, compares = L, shift_ops = L + R,
+              log_to_linear = R, adds = L (floor) or 2L (mitchell) + O (+ O with a bias)
+
+``overflows`` are a data outcome (which register update wraps or saturates): the cycle
+model counts them as they happen, :func:`shiftsim.estimate` cannot know them (0). Energy is
 :func:`shiftsim.energy.energy_pj` of the counts.
 
 The three datapaths share the structure: the shift datapath as above; the MAC datapath has
 N = 1 and one multiplier per selector and no shift unit or shift buffer; the log datapath has
-N = 1, exponent adders and a shifter (log -> linear) per selector, its 8-bit-ish codes in the
-input and weight buffers, and no shift buffer; its log-domain accumulation is serial, so the
-cycle model times it with the same schedule and takes its values and arithmetic counts from
-the functional kernel.
+``A*T`` serial lanes (exponent adder, shifter, accumulator or log adder each), its packed
+codes in the input and weight buffers, and no shift buffer.
 
 :func:`run_cycle` steps this schedule one cycle at a time (a DMA engine, the shift unit and the
 adders, each moving real data through the buffers, with presence checks on every read), and

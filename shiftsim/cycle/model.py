@@ -13,6 +13,7 @@ from shiftsim.cycle.schedule import (
     KIND_SHIFT,
     datapath_params,
     geometry,
+    parallel_outputs,
     plan,
 )
 from shiftsim.datapath.base import LayerResult
@@ -56,6 +57,9 @@ _ARITHMETIC = {
     "multiplies": _k.CT_MULTIPLIES,
     "acc_updates": _k.CT_ACC_UPDATES,
     "overflows": _k.CT_OVERFLOWS,
+    "exponent_adds": _k.CT_EXP_ADDS,
+    "compares": _k.CT_COMPARES,
+    "log_to_linear": _k.CT_LOG_TO_LINEAR,
 }
 
 
@@ -64,16 +68,18 @@ class CycleLimitError(RuntimeError):
 
 
 def _operand_arrays(
-    kind: int, layer: Conv2d | Linear, operands: Any
+    kind: int, datapath: Any, layer: Conv2d | Linear, operands: Any
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64] | None, Any]:
     """``(x, wq, bias, scale)`` from a datapath's checked operands, NCHW int64."""
     if kind == KIND_SHIFT:
         wq = operands.index
         x = operands.x_raw
         scale = operands.scale
-    elif kind == KIND_LOG:
-        x = np.zeros(operands.x_exp.shape, dtype=np.int64)
-        wq = np.zeros((*operands.w_exp.shape, 1), dtype=np.int64)
+    elif kind == KIND_LOG:  # packed codes 4*e + sign + 1, exponents in units of 1/k
+        k = datapath.k
+        x = operands.x_exp * (k // datapath.act.k) * 4 + operands.x_sign + 1
+        w = operands.w_exp * (k // datapath.weight.k) * 4 + operands.w_sign + 1
+        wq = w[..., None]
         scale = 1.0
     else:
         x = operands.x_raw
@@ -97,9 +103,9 @@ def run_cycle(
     """Step the schedule of :mod:`shiftsim.cycle` cycle by cycle on checked operands.
 
     Called by ``datapath.run(..., level="cycle", hardware=hw)``; ``operands`` is what the
-    datapath's ``check`` returned. The shift and MAC datapaths' outputs are computed by the
-    stepped adders from the buffers' contents; the log datapath's serial log-domain
-    accumulation is timed by the schedule and its values come from its functional kernel.
+    datapath's ``check`` returned. Every datapath's outputs and arithmetic counts are
+    computed by the stepped units from the buffers' contents (the log datapath's by its
+    serial lanes, with the cycle model's own log-domain arithmetic).
 
     Parameters
     ----------
@@ -142,14 +148,15 @@ def run_cycle(
     if max_cycles is not None and max_cycles < 0:
         raise ValueError(f"max_cycles must be >= 0, got {max_cycles!r}")
     p = datapath_params(datapath)
-    x, wq, bias, scale = _operand_arrays(p.kind, layer, operands)
+    x, wq, bias, scale = _operand_arrays(p.kind, datapath, layer, operands)
     g = geometry(layer, x.shape if isinstance(layer, Conv2d) else x.shape[:2])
     pl = plan(g, p, hw)
+    lanes = parallel_outputs(p, hw)
     cfg = np.zeros(_k.N_CFG, dtype=np.int64)
     rnd = getattr(datapath, "shift_rounding", Rounding.TRN) == Rounding.RND
     sat = datapath.overflow == Overflow.SAT
     for slot, value in (
-        (_k.CF_KIND, p.kind), (_k.CF_A, hw.acc_units), (_k.CF_T, hw.tree_width),
+        (_k.CF_KIND, p.kind), (_k.CF_A, lanes), (_k.CF_T, hw.tree_width),
         (_k.CF_SHIFT_WIDTH, hw.shift_width), (_k.CF_BW, hw.dram_bytes_per_cycle),
         (_k.CF_PIPELINED, hw.pipelined), (_k.CF_TILE_CO, pl.tile_co),
         (_k.CF_INPUT_RESIDENT, pl.input_resident), (_k.CF_N, p.passes),
@@ -162,13 +169,26 @@ def run_cycle(
         (_k.CF_GROUPS, g.groups), (_k.CF_MAX_CYCLES, -1 if max_cycles is None else max_cycles),
     ):  # fmt: skip
         cfg[slot] = int(value)
+    shifts = np.zeros(1, dtype=np.int64)
+    if p.kind == KIND_LOG:
+        k2 = datapath.k == 2
+        for slot, value in (
+            (_k.CF_LOG_K, datapath.k), (_k.CF_LOG_ACC, datapath.accumulate == "log"),
+            (_k.CF_LOG_G, datapath.log_frac_bits),
+            (_k.CF_LOG_MITCHELL, datapath.log_add == "mitchell"),
+            (_k.CF_LOG_SPLIT, k2 and datapath.sqrt2_mode == "split"),
+            (_k.CF_SQRT2_BITS, datapath.sqrt2_frac_bits), (_k.CF_SQRT2_C, datapath.sqrt2_const),
+            (_k.CF_FRAC, datapath.acc_frac_bits), (_k.CF_HAS_BIAS, bias is not None),
+        ):  # fmt: skip
+            cfg[slot] = int(value)
+        shifts = np.asarray(datapath.sqrt2_shifts, dtype=np.int64)
     bias_arr = np.zeros(g.co, np.int64) if bias is None else np.asarray(bias, np.int64)
 
     def step(rows: int) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], int]:
         y = np.zeros((g.batch, g.co, g.ho, g.wo), dtype=np.int64)
         ct = np.zeros(_k.N_CT, dtype=np.int64)
         tr = np.zeros((rows, 4), dtype=np.int64)
-        status, wanted = _k.run_schedule(cfg, x, wq, bias_arr, y, ct, tr)
+        status, wanted = _k.run_schedule(cfg, shifts, x, wq, bias_arr, y, ct, tr)
         if status == _k.STATUS_MAX_CYCLES:
             raise CycleLimitError(
                 f"the cycle model passed max_cycles={max_cycles} on {layer} (input "
@@ -182,14 +202,8 @@ def run_cycle(
     if trace:
         y, ct, tr, _ = step(wanted)
     fields = {name: int(ct[i]) for name, i in _COUNTERS.items()}
-    if p.kind == KIND_LOG:
-        functional = datapath.run_functional(layer, operands)
-        arith = {k: v for k, v in functional.counts.to_dict().items() if k not in fields}
-        arith.pop("energy_pj", None)
-        y_raw = functional.y_raw
-    else:
-        arith = {name: int(ct[i]) for name, i in _ARITHMETIC.items()}
-        y_raw = layer.from_nchw(y)
+    arith = {name: int(ct[i]) for name, i in _ARITHMETIC.items()}
+    y_raw = layer.from_nchw(y)
     counts = Counts(**arith, **fields)
     counts = counts.replace(energy_pj=energy_pj(counts, datapath, hw))
     trace_arr = None

@@ -26,7 +26,9 @@ __all__ = [
     "chunk_windows",
     "datapath_params",
     "geometry",
+    "parallel_outputs",
     "plan",
+    "steps_per_chunk",
     "tapped",
 ]
 
@@ -133,6 +135,24 @@ def datapath_params(datapath: Any) -> DatapathParams:
         "datapath must be a ShiftAddDatapath, FixedMacDatapath or LogDatapath, got "
         f"{type(datapath).__name__}"
     )
+
+
+def parallel_outputs(p: DatapathParams, hw: Hardware) -> int:
+    """Outputs computed at once, the chunk size: ``A`` (``A*T`` serial lanes for the log datapath).
+
+    The shift and MAC datapaths' ``A`` units each sum ``T`` channels of one output per cycle
+    in an adder tree. The log datapath's accumulation is serial (every term is merged into
+    the register, and wrapped or saturated, before the next), so each of its ``A*T`` lanes
+    is a serial accumulator of its own output, one term per cycle.
+    """
+    return hw.acc_units * hw.tree_width if p.kind == KIND_LOG else hw.acc_units
+
+
+def steps_per_chunk(g: Geometry, p: DatapathParams, hw: Hardware) -> int:
+    """Compute cycles of one chunk: ``N*Kh*Kw*ceil(Cg/T)``, or ``Cg*Kh*Kw`` (log datapath)."""
+    if p.kind == KIND_LOG:
+        return g.cg * g.kh * g.kw
+    return p.passes * g.kh * g.kw * -(-g.cg // hw.tree_width)
 
 
 @dataclass(frozen=True)
@@ -303,7 +323,7 @@ def plan(g: Geometry, p: DatapathParams, hw: Hardware) -> Plan:
     ValueError
         Naming the first buffer that is too small and the bytes it needs.
     """
-    a_units = hw.acc_units
+    a_units = parallel_outputs(p, hw)
     filter_bits = g.cg * g.kh * g.kw * p.weight_bits
     cap = hw.weight_buffer_bytes * 8
     if g.co * filter_bits <= cap:

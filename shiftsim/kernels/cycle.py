@@ -20,7 +20,11 @@ CF_N, CF_S, CF_F, CF_RND, CF_ACC_BITS, CF_SAT, CF_ACT_BITS = 7, 8, 9, 10, 11, 12
 CF_WORD_BITS, CF_WORDS, CF_WEIGHT_BITS, CF_PASS_WEIGHT_BITS = 14, 15, 16, 17
 CF_SH, CF_SW, CF_PH, CF_PW, CF_DH, CF_DW, CF_GROUPS, CF_MAX_CYCLES = 18, 19, 20, 21, 22, 23, 24, 25
 CF_TILE_CO, CF_INPUT_RESIDENT = 26, 27
-N_CFG = 28
+# log datapath: product units per octave k, log accumulation, g, Mitchell log adder, sqrt2
+# split mode (k == 2 only), the split constant and its fractional bits, F, bias present
+CF_LOG_K, CF_LOG_ACC, CF_LOG_G, CF_LOG_MITCHELL, CF_LOG_SPLIT = 28, 29, 30, 31, 32
+CF_SQRT2_BITS, CF_SQRT2_C, CF_FRAC, CF_HAS_BIAS = 33, 34, 35, 36
+N_CFG = 37
 
 # counter slots
 CT_CYCLES, CT_COMPUTE, CT_STALL = 0, 1, 2
@@ -28,13 +32,19 @@ CT_IN_R, CT_IN_W, CT_SH_R, CT_SH_W, CT_W_R, CT_W_W, CT_O_R, CT_O_W = 3, 4, 5, 6,
 CT_DRAM_R, CT_DRAM_W = 11, 12
 CT_SHIFT_OPS, CT_NEG, CT_SELECTS, CT_ZERO_SELECTS, CT_ADDS = 13, 14, 15, 16, 17
 CT_MULTIPLIES, CT_ACC_UPDATES, CT_OVERFLOWS, CT_SHIFT_INPUTS = 18, 19, 20, 21
-N_CT = 22
+CT_EXP_ADDS, CT_COMPARES, CT_LOG_TO_LINEAR = 22, 23, 24
+N_CT = 25
 
 # trace codes
 UNIT_ADDERS, UNIT_DMA, UNIT_SHIFT = 0, 1, 2
 ACT_COMPUTE, ACT_STALL, ACT_LOAD, ACT_SHIFT, ACT_STORE = 0, 1, 2, 3, 4
 
-KIND_SHIFT, KIND_MAC = 0, 1
+KIND_SHIFT, KIND_MAC, KIND_LOG = 0, 1, 2
+
+# per-unit state (columns of ``units``): output, registers; row 0 also holds chunk facts
+U_CO, U_OH, U_OW, U_ACC, U_PART, U_DISTINCT_CO, U_TILE = 0, 1, 2, 3, 4, 5, 6
+U_ACC_ODD, U_LOG_POS, U_LOG_NEG, U_FULL_POS, U_FULL_NEG = 7, 8, 9, 10, 11
+N_UNIT_COLS = 12
 
 STATUS_OK, STATUS_MAX_CYCLES, STATUS_MISSING = 0, 1, 2
 
@@ -153,13 +163,15 @@ def _store(length, cfg, ct):
 
 
 @kernel
-def _compute(t, g, cfg, wq, bias, y, lbuf, rowstamp, sbuf, sstamp, wstamp, units, ct):
+def _compute(t, g, cfg, shifts, wq, bias, y, lbuf, rowstamp, sbuf, sstamp, wstamp, units, ct):
     """Cycle ``t`` of chunk ``g``: every unit selects/multiplies ``tree_width`` channels.
 
     Steps run n, kh, kw, channel block; the tree's partial sum spans the channel blocks and
     the register takes it (and wraps or saturates) at the last block.
     """
     kind = cfg[CF_KIND]
+    if kind == KIND_LOG:
+        return _compute_log(t, g, cfg, shifts, wq, bias, y, lbuf, rowstamp, wstamp, units, ct)
     co_n, cg, kh_n, kw_n, _ = wq.shape
     ho, wo = y.shape[2], y.shape[3]
     h, w = lbuf.shape[2], lbuf.shape[3]
@@ -232,6 +244,180 @@ def _compute(t, g, cfg, wq, bias, y, lbuf, rowstamp, sbuf, sstamp, wstamp, units
     return STATUS_OK
 
 
+@kernel(inline=True)
+def _unpack(code):
+    """A packed log code ``4*e + (sign + 1)`` as ``(e, sign)``; ``e`` may be negative."""
+    return code >> 2, (code & 3) - 1
+
+
+@kernel
+def _mitchell(s, g, frac_bits, acc_bits, sat):
+    """Log register ``s`` (``g`` fractional bits) to linear, Mitchell's rule, floored, fitted.
+
+    ``s = I*2**g + phi`` stands for ``2**I * (1 + phi/2**g)``; in ``frac_bits`` fractional
+    bits that is ``(2**g + phi) * 2**(I + frac_bits - g)``, floored. Returns the register
+    value and 1 when overflow changed it. Values of ``2**62`` and more exceed every register
+    (``acc_bits <= 62``): they are reduced modulo ``2**acc_bits`` from their low bits.
+    """
+    whole = s >> g
+    mant = (1 << g) | (s - (whole << g))
+    e = whole + frac_bits - g
+    if e < 0:
+        exact = ashr(mant, -e)
+    elif e + g < 62:
+        exact = shl(mant, e)
+    elif sat:
+        return (1 << (acc_bits - 1)) - 1, 1
+    elif e >= acc_bits:
+        return 0, 1
+    else:
+        kept = mant & ((1 << (acc_bits - e)) - 1)
+        return apply_overflow(shl(kept, e), acc_bits, True, False), 1
+    fitted = apply_overflow(exact, acc_bits, True, sat)
+    return fitted, 1 if fitted != exact else 0
+
+
+@kernel
+def _log_term(cfg, shifts, state, p, neg, ct):
+    """Merge one product (exponent ``p``, negative when ``neg``) into a unit's ``state``.
+
+    ``state`` is the unit's row (``U_*`` columns). Linear accumulation: the shifter makes
+    ``floor(2**(p/k + F))``, the accumulator adds it (odd base-sqrt2 terms: a second register,
+    or the shift-add constant). Log accumulation: the term's register takes it as is when
+    empty, else the log adder (compare, shift, add) merges it.
+    """
+    acc_bits, sat = cfg[CF_ACC_BITS], cfg[CF_SAT] != 0
+    ct[CT_EXP_ADDS] += 1
+    ct[CT_ACC_UPDATES] += 1
+    if cfg[CF_LOG_ACC] == 0:
+        odd = cfg[CF_LOG_K] == 2 and (p & 1) == 1
+        octave = p >> 1 if cfg[CF_LOG_K] == 2 else p
+        shift = octave + cfg[CF_FRAC]
+        term = shl(1, shift) if shift >= 0 else 0
+        ct[CT_SHIFT_OPS] += 1
+        ct[CT_ADDS] += 1
+        col = U_ACC
+        if odd and cfg[CF_LOG_SPLIT]:
+            col = U_ACC_ODD
+        elif odd:  # the shift-add sqrt(2) constant: one shifter per nonzero shift, an adder each
+            scaled = 0
+            for j in range(shifts.shape[0]):
+                scaled += ashr(term, shifts[j])
+                if shifts[j] > 0:
+                    ct[CT_SHIFT_OPS] += 1
+                if j > 0:
+                    ct[CT_ADDS] += 1
+            term = scaled
+        v = state[col] - term if neg else state[col] + term
+        fitted = apply_overflow(v, acc_bits, True, sat)
+        if fitted != v:
+            ct[CT_OVERFLOWS] += 1
+        state[col] = fitted
+        return
+    g = cfg[CF_LOG_G]
+    big_p = shl(p, g - (cfg[CF_LOG_K] - 1))  # p/k in log2 units, g fractional bits
+    reg, full = (U_LOG_NEG, U_FULL_NEG) if neg else (U_LOG_POS, U_FULL_POS)
+    if state[full] == 0:
+        state[reg] = big_p
+        state[full] = 1
+        return
+    s = state[reg]
+    hi = max(s, big_p)
+    ct[CT_COMPARES] += 1
+    ct[CT_SHIFT_OPS] += 1
+    if cfg[CF_LOG_MITCHELL]:
+        diff = abs(s - big_p)
+        whole = diff >> g
+        frac = diff - shl(whole, g)
+        state[reg] = hi + ashr(shl(2, g) - frac, whole + 1)
+        ct[CT_ADDS] += 2
+    else:
+        state[reg] = hi + ashr(shl(1, g), abs((s >> g) - (big_p >> g)))
+        ct[CT_ADDS] += 1
+
+
+@kernel
+def _log_result(cfg, bias_co, state, ct):
+    """A unit's output stage: the final add (sqrt2 split) or the log -> linear conversions."""
+    acc_bits, sat = cfg[CF_ACC_BITS], cfg[CF_SAT] != 0
+    if cfg[CF_LOG_ACC] == 0:
+        if not cfg[CF_LOG_SPLIT]:
+            return state[U_ACC]
+        v = state[U_ACC] + ashr(state[U_ACC_ODD] * cfg[CF_SQRT2_C], cfg[CF_SQRT2_BITS])
+        ct[CT_MULTIPLIES] += 1
+        ct[CT_ADDS] += 1
+        ct[CT_ACC_UPDATES] += 1
+    else:
+        lin_pos, lin_neg = 0, 0
+        g, frac = cfg[CF_LOG_G], cfg[CF_FRAC]
+        if state[U_FULL_POS]:
+            lin_pos, o = _mitchell(state[U_LOG_POS], g, frac, acc_bits, sat)
+            ct[CT_OVERFLOWS] += o
+            ct[CT_LOG_TO_LINEAR] += 1
+            ct[CT_SHIFT_OPS] += 1
+        if state[U_FULL_NEG]:
+            lin_neg, o = _mitchell(state[U_LOG_NEG], g, frac, acc_bits, sat)
+            ct[CT_OVERFLOWS] += o
+            ct[CT_LOG_TO_LINEAR] += 1
+            ct[CT_SHIFT_OPS] += 1
+        v = bias_co + lin_pos - lin_neg
+        ct[CT_ADDS] += 2 if cfg[CF_HAS_BIAS] else 1
+    fitted = apply_overflow(v, acc_bits, True, sat)
+    if fitted != v:
+        ct[CT_OVERFLOWS] += 1
+    return fitted
+
+
+@kernel
+def _compute_log(t, g, cfg, shifts, wq, bias, y, lbuf, rowstamp, wstamp, units, ct):
+    """Cycle ``t`` of chunk ``g`` on the log datapath: every lane merges one term.
+
+    Each lane is a serial accumulator for one output and takes its terms one per cycle in
+    the order c, kh, kw (``t = (c*Kh + kh)*Kw + kw``), reading the packed log codes of the
+    input and weight buffers; its output stage converts the registers after the last term.
+    """
+    co_n, cg, kh_n, kw_n, _ = wq.shape
+    ho, wo = y.shape[2], y.shape[3]
+    h, w = lbuf.shape[2], lbuf.shape[3]
+    steps = cg * kh_n * kw_n
+    qb = _cdiv(co_n * ho * wo, cfg[CF_A])
+    b = g // qb
+    par = b % 2
+    n_tiles = _cdiv(co_n, cfg[CF_TILE_CO])
+    sweep = b * n_tiles + units[0, U_TILE]
+    kwi = t % kw_n
+    khi = (t // kw_n) % kh_n
+    c = t // (kw_n * kh_n)
+    cog = co_n // cfg[CF_GROUPS]
+    length = units.shape[0]
+    for u in range(length):
+        state = units[u]
+        co, oh, ow = state[U_CO], state[U_OH], state[U_OW]
+        if t == 0:
+            state[U_ACC] = bias[co] if cfg[CF_LOG_ACC] == 0 else 0
+            state[U_ACC_ODD] = 0
+            state[U_FULL_POS] = 0
+            state[U_FULL_NEG] = 0
+        if wstamp[co] < sweep:
+            return STATUS_MISSING
+        i = oh * cfg[CF_SH] - cfg[CF_PH] + khi * cfg[CF_DH]
+        j = ow * cfg[CF_SW] - cfg[CF_PW] + kwi * cfg[CF_DW]
+        if 0 <= i < h and 0 <= j < w:  # padding is a zero code: no read, no product
+            if rowstamp[par, i] < b * n_tiles:
+                return STATUS_MISSING
+            ex, sx = _unpack(lbuf[par, (co // cog) * cg + c, i, j])
+            ct[CT_IN_R] += cfg[CF_ACT_BITS]
+            ew, sw = _unpack(wq[co, c, khi, kwi, 0])
+            if sx * sw != 0:
+                _log_term(cfg, shifts, state, ex + ew, sx * sw < 0, ct)
+        if t == steps - 1:
+            y[b, co, oh, ow] = _log_result(cfg, bias[co], state, ct)
+    ct[CT_W_R] += units[0, U_DISTINCT_CO] * cfg[CF_PASS_WEIGHT_BITS]
+    if t == steps - 1:
+        ct[CT_O_W] += length * cfg[CF_ACC_BITS]
+    return STATUS_OK
+
+
 @kernel
 def _record(trace, nrec, cycle, unit, action, address):
     if nrec < trace.shape[0]:
@@ -263,17 +449,19 @@ def _units(g, co_n, ho, wo, h, w, kh_n, kw_n, cfg, units_all):
 
 
 @kernel
-def run_schedule(cfg, x, wq, bias, y, ct, trace):
+def run_schedule(cfg, shifts, x, wq, bias, y, ct, trace):
     """Step the schedule of one layer; return ``(status, trace rows wanted)``.
 
     Parameters
     ----------
     cfg : int64 array (N_CFG,)
         Configuration (``CF_*``); ``cfg[CF_MAX_CYCLES] < 0`` means no limit.
+    shifts : int64 array (n,)
+        The log datapath's ``sqrt2_shifts`` (unused by the others).
     x : int64 array (B, C, H, W)
-        Raw inputs (MAC and shift datapaths).
+        Raw inputs (MAC and shift datapaths), or packed log codes ``4*e + sign + 1`` (log).
     wq : int64 array (Co, C/groups, Kh, Kw, N)
-        ShiftCNN indices, or raw MAC weights with N = 1 (zeros for the log datapath).
+        ShiftCNN indices, or raw MAC weights or packed log codes with N = 1.
     bias : int64 array (Co,)
         Initial accumulator values.
     y : int64 array (B, Co, Ho, Wo)
@@ -289,7 +477,10 @@ def run_schedule(cfg, x, wq, bias, y, ct, trace):
     a_units = cfg[CF_A]
     qb = _cdiv(co_n * ho * wo, a_units)
     n_chunks = n_batch * qb
-    steps = cfg[CF_N] * kh_n * kw_n * _cdiv(cg, cfg[CF_T])
+    if cfg[CF_KIND] == KIND_LOG:  # serial accumulators: one term per cycle
+        steps = cg * kh_n * kw_n
+    else:
+        steps = cfg[CF_N] * kh_n * kw_n * _cdiv(cg, cfg[CF_T])
     max_cycles = cfg[CF_MAX_CYCLES]
     shift = cfg[CF_KIND] == KIND_SHIFT
     lbuf = np.zeros((2, n_chan, h, w), dtype=np.int64)
@@ -300,7 +491,7 @@ def run_schedule(cfg, x, wq, bias, y, ct, trace):
         sbuf = np.zeros((1, 1, 1, 1, 1), dtype=np.int64)
     sstamp = np.full((2, h, w), -1, dtype=np.int64)
     wstamp = np.full(co_n, -10, dtype=np.int64)
-    units_all = np.zeros((a_units, 7), dtype=np.int64)
+    units_all = np.zeros((a_units, N_UNIT_COLS), dtype=np.int64)
     trow = np.zeros(h, dtype=np.bool_)
     tcol = np.zeros(w, dtype=np.bool_)
     for oh in range(ho):
@@ -374,8 +565,8 @@ def run_schedule(cfg, x, wq, bias, y, ct, trace):
             mem = ld + shc + st
             for t in range(max(steps, mem)):
                 if t < steps:
-                    status = _compute(t, g, cfg, wq, bias, y, lbuf, rowstamp, sbuf, sstamp,
-                                      wstamp, units, ct)  # fmt: skip
+                    status = _compute(t, g, cfg, shifts, wq, bias, y, lbuf, rowstamp, sbuf,
+                                      sstamp, wstamp, units, ct)  # fmt: skip
                     if status != STATUS_OK:
                         return status, nrec
                     ct[CT_COMPUTE] += 1
@@ -434,8 +625,8 @@ def run_schedule(cfg, x, wq, bias, y, ct, trace):
                 if max_cycles >= 0 and cycle > max_cycles:
                     return STATUS_MAX_CYCLES, nrec
             for t in range(steps):
-                status = _compute(t, g, cfg, wq, bias, y, lbuf, rowstamp, sbuf, sstamp, wstamp,
-                                  units, ct)  # fmt: skip
+                status = _compute(t, g, cfg, shifts, wq, bias, y, lbuf, rowstamp, sbuf, sstamp,
+                                  wstamp, units, ct)  # fmt: skip
                 if status != STATUS_OK:
                     return status, nrec
                 ct[CT_COMPUTE] += 1
