@@ -1,0 +1,268 @@
+"""Kernels of the ShiftCNN shift-add datapath (SPEC §5.1): shift unit and adder array.
+
+The shift unit's output is stored once per batch item as a flat *shift buffer* holding the
+S+1 magnitudes ``xs[s]`` of every padded input value (the P-1 signed values are ``±xs[s]``;
+the adders subtract instead of storing negated copies). To turn every convolution into
+contiguous, stride-1 reads, the padded input is split into ``sh * sw`` stride phases and each
+phase plane gets one spare row::
+
+    buf[((((s * C + c) * sh + ph) * sw + pw) * hq1 + r) * wq + q]
+        = xs[s] of padded input (r * sh + ph, q * sw + pw), 0 outside the image
+
+Then output ``(oh, ow)`` reads tap ``(kh, kw)`` at phase plane row ``oh + (kh*dh)//sh``,
+column ``ow + (kw*dw)//sw``, so for a fixed term the outputs of ``rows`` consecutive output
+rows are the ``rows * wq`` contiguous values from the term's offset ("wide rows": columns
+``ow >= wo`` are computed and dropped). A *term* is one nonzero weight index: its offset into
+the buffer (plane, channel, phase, tap) and its sign, listed by the adder kernels themselves
+for each output channel (no layer-sized term table).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from shiftsim.kernels._jit import kernel
+from shiftsim.kernels.bitops import apply_overflow, ashr, round_shr, shl
+
+__all__ = ["adder_array_checked", "adder_array_fast", "shift_unit"]
+
+
+@kernel(parallel=True)
+def shift_unit(x, b, f, max_shift, rnd, pad_h, pad_w, sh, sw, hq1, wq, phase_used, row_proto, buf):
+    """Fill the shift buffer of batch item ``b`` (layout in the module docstring).
+
+    Parameters
+    ----------
+    x : int64 array (B, C, H, W)
+        Raw inputs; ``x << f`` fits the dtype of ``buf``.
+    b, f, max_shift, pad_h, pad_w, sh, sw, hq1, wq : int
+        Batch item, shift_frac_bits, S, padding, stride, phase-plane rows (one spare) and width.
+    rnd : bool
+        RND (``((x << f) + 2**(s-1)) >> s``) instead of TRN (``(x << f) >> s``).
+    phase_used : bool array (sh, sw)
+        Phases some tap reads; the others are left as they are (zeros).
+    row_proto : int32 or int64 array (1,)
+        Its dtype holds ``x << f`` (int32 when it fits: twice the SIMD lanes).
+    buf : int16 or int64 array (flat, (S+1)*C*sh*sw*hq1*wq values and spare ones)
+        Output.
+    """
+    n_chan, h, w = x.shape[1], x.shape[2], x.shape[3]
+    for c in prange(n_chan):
+        shifted = np.empty(wq, row_proto.dtype)
+        for ph in range(sh):
+            for pw in range(sw):
+                if not phase_used[ph, pw]:
+                    continue
+                # columns q whose input column q*sw + pw - pad_w lies inside the image
+                q_lo = max(0, (pad_w - pw + sw - 1) // sw)
+                q_hi = min(wq, (w - 1 + pad_w - pw) // sw + 1)
+                for r in range(hq1):
+                    i = r * sh + ph - pad_h
+                    shifted[:] = 0
+                    if 0 <= i < h:
+                        for q in range(q_lo, q_hi):
+                            shifted[q] = shl(x[b, c, i, q * sw + pw - pad_w], f)
+                    for s in range(max_shift + 1):
+                        k0 = ((((s * n_chan + c) * sh + ph) * sw + pw) * hq1 + r) * wq
+                        dst = buf[k0 : k0 + wq]  # a slice: the loop vectorizes
+                        if rnd:
+                            for q in range(wq):
+                                dst[q] = round_shr(shifted[q], s)
+                        else:
+                            for q in range(wq):
+                                dst[q] = ashr(shifted[q], s)
+
+
+@kernel
+def _sum_terms(buf, offsets, count, n, group, part, acc, add):
+    """``acc[:n] ±= Σ buf[o : o + n]`` over ``offsets[:count]``, ``group`` terms per partial.
+
+    The partial sums are kept in ``buf``'s dtype (int16: twice the SIMD lanes of int32); the
+    caller chooses ``group`` so that no partial can overflow it. Four terms per pass.
+    """
+    t = 0
+    while t < count:
+        g_end = min(t + group, count)
+        part[:] = 0
+        while t + 4 <= g_end:
+            a0 = buf[offsets[t] : offsets[t] + n]
+            a1 = buf[offsets[t + 1] : offsets[t + 1] + n]
+            a2 = buf[offsets[t + 2] : offsets[t + 2] + n]
+            a3 = buf[offsets[t + 3] : offsets[t + 3] + n]
+            for i in range(n):
+                part[i] = part[i] + a0[i] + a1[i] + a2[i] + a3[i]
+            t += 4
+        while t < g_end:
+            a0 = buf[offsets[t] : offsets[t] + n]
+            for i in range(n):
+                part[i] = part[i] + a0[i]
+            t += 1
+        if add:
+            for i in range(n):
+                acc[i] += part[i]
+        else:
+            for i in range(n):
+                acc[i] -= part[i]
+
+
+@kernel(parallel=True)
+def adder_array_fast(
+    buf, index, term_offset, co_list, bias, co_per_group, cg, chan_stride, plane_stride,
+    tile_rows, ho, wo, wq, group, acc_proto, y, b,
+):  # fmt: skip
+    """Sum every term of each listed output channel, with no overflow checks.
+
+    Exact only when no partial sum can leave the accumulator's range (the datapath proves it
+    per output channel): then WRAP and SAT both equal the plain integer sum, in any order.
+    Each (channel, tile of output rows) first lists its terms' buffer offsets, positive and
+    negative apart (branch-free); then the terms are summed four per pass, in partial sums of
+    ``group`` terms kept in ``buf``'s dtype, over wide rows rounded up to a multiple of 16
+    lanes (``buf`` has 16 spare values at its end; the extra lanes are dropped).
+
+    Parameters
+    ----------
+    buf : int16, int32 or int64 array (flat)
+        Shift buffer of batch item ``b``.
+    index : int8 array (Co, Cg*Kh*Kw*N)
+        Weight indices, each channel's flattened in (c, kh, kw, n) order.
+    term_offset : int64 array (Cg*Kh*Kw*N,)
+        Buffer offset of each flattened position for index magnitude 0 and the group's first
+        channel: ``c * chan_stride + tap offset + (n - 2) * plane_stride``; index ``j`` adds
+        ``|j| * plane_stride``.
+    co_list : int64 array (n,)
+        Output channels to compute.
+    bias : int64 array (Co,)
+        Bias (zeros when none).
+    co_per_group, cg, chan_stride, plane_stride : int
+        Output channels per group, input channels per group, buffer strides of one channel
+        and of one shift amount.
+    tile_rows, ho, wo, wq : int
+        Output rows per tile, output size, phase-plane width.
+    group : int
+        Terms per partial sum: ``group * max|buf|`` fits ``buf``'s dtype.
+    acc_proto : int32 or int64 array (1,)
+        Its dtype is the accumulator's (int32 when the bound allows it).
+    y : int64 array (B, Co, Ho, Wo)
+        Output, row ``b`` written for the listed channels.
+    b : int
+        Batch item.
+    """
+    n_pos_max = index.shape[1]
+    n_tiles = (ho + tile_rows - 1) // tile_rows
+    for k in prange(co_list.shape[0] * n_tiles):
+        co = co_list[k % co_list.shape[0]]  # tile-major: a tile's rows stay in cache
+        r0 = (k // co_list.shape[0]) * tile_rows
+        rows = min(tile_rows, ho - r0)
+        n = (rows * wq + 15) // 16 * 16
+        start = (co // co_per_group) * cg * chan_stride + r0 * wq
+        row = index[co]
+        offsets = np.empty(n_pos_max, np.int64)
+        for e in range(n_pos_max):  # vectorizes
+            offsets[e] = abs(np.int64(row[e])) * plane_stride + term_offset[e] + start
+        pos = np.empty(n_pos_max, np.int64)
+        neg = np.empty(n_pos_max, np.int64)
+        n_pos = 0
+        n_neg = 0
+        for e in range(n_pos_max):  # branch-free split by sign, zeros dropped
+            j = row[e]
+            pos[n_pos] = offsets[e]
+            neg[n_neg] = offsets[e]
+            n_pos += j > 0
+            n_neg += j < 0
+        acc = np.zeros(n, acc_proto.dtype)
+        part = np.empty(n, buf.dtype)
+        _sum_terms(buf, pos, n_pos, n, group, part, acc, True)
+        _sum_terms(buf, neg, n_neg, n, group, part, acc, False)
+        bc = bias[co]
+        for r in range(rows):
+            for ow in range(wo):
+                y[b, co, r0 + r, ow] = np.int64(acc[r * wq + ow]) + bc
+
+
+@kernel(parallel=True)
+def adder_array_checked(
+    buf, index, term_offset, term_step, n_steps, co_list, bias, co_per_group, cg, chan_stride,
+    plane_stride, tile_rows, ho, wo, wq, group, tree_proto, acc_bits, sat, y, b, overflows,
+):  # fmt: skip
+    """Accumulate in the contract order, fitting the register after every update.
+
+    ``acc = bias``; for each step (n, kh, kw) with at least one nonzero term:
+    ``acc = OVERFLOW(acc + Σ_c term)``, counting the updates OVERFLOW changed. Steps without
+    a nonzero term add 0 and can neither change nor overflow the register.
+
+    Parameters
+    ----------
+    buf, index, term_offset, co_list, bias : arrays
+        As in :func:`adder_array_fast` (``bias`` within the accumulator's range).
+    term_step : int64 array (Cg*Kh*Kw*N,)
+        Step ``(n * Kh + kh) * Kw + kw`` of each flattened position.
+    n_steps : int
+        ``N * Kh * Kw``.
+    co_per_group, cg, chan_stride, plane_stride, tile_rows, ho, wo, wq, group : int
+        As in :func:`adder_array_fast`.
+    tree_proto : int32 or int64 array (1,)
+        Its dtype is the adder tree's (int32 when ``C/groups * max|buf|`` fits it).
+    acc_bits : int
+        Accumulator width (signed), 2..62.
+    sat : bool
+        SAT instead of WRAP.
+    y : int64 array (B, Co, Ho, Wo)
+        Output, row ``b`` written for the listed channels.
+    b : int
+        Batch item.
+    overflows : int64 array (n * n_tiles,)
+        Output: overflow events per (listed channel, tile).
+    """
+    n_terms_max = index.shape[1]
+    n_tiles = (ho + tile_rows - 1) // tile_rows
+    for k in prange(co_list.shape[0] * n_tiles):
+        co = co_list[k % co_list.shape[0]]  # tile-major: a tile's rows stay in cache
+        r0 = (k // co_list.shape[0]) * tile_rows
+        rows = min(tile_rows, ho - r0)
+        n = (rows * wq + 15) // 16 * 16
+        start = (co // co_per_group) * cg * chan_stride + r0 * wq
+        # the terms in step order: count per step, then place
+        step_ptr = np.zeros(n_steps + 1, np.int64)
+        for e in range(n_terms_max):
+            step_ptr[term_step[e] + 1] += index[co, e] != 0
+        for st in range(n_steps):
+            step_ptr[st + 1] += step_ptr[st]
+        pos_fill = step_ptr[:n_steps].copy()  # positive terms from a step's start,
+        neg_fill = step_ptr[1:].copy()  # negative ones from its end
+        offsets = np.empty(step_ptr[n_steps], np.int64)
+        for e in range(n_terms_max):
+            j = np.int64(index[co, e])
+            if j != 0:
+                st = term_step[e]
+                o = abs(j) * plane_stride + term_offset[e] + start
+                if j > 0:
+                    offsets[pos_fill[st]] = o
+                    pos_fill[st] += 1
+                else:
+                    neg_fill[st] -= 1
+                    offsets[neg_fill[st]] = o
+        acc = np.full(n, bias[co], np.int64)
+        tree = np.zeros(n, tree_proto.dtype)
+        part = np.empty(n, buf.dtype)
+        valid = np.zeros(n, np.int64)  # 1 on the lanes that are outputs
+        for r in range(rows):
+            valid[r * wq : r * wq + wo] = 1
+        count = 0
+        for st in range(n_steps):
+            t0, t1 = step_ptr[st], step_ptr[st + 1]
+            if t0 == t1:
+                continue
+            tree[:] = 0
+            t_neg = pos_fill[st]
+            _sum_terms(buf, offsets[t0:t_neg], t_neg - t0, n, group, part, tree, True)
+            _sum_terms(buf, offsets[t_neg:t1], t1 - t_neg, n, group, part, tree, False)
+            for i in range(n):  # branch-free: vectorizes
+                v = acc[i] + tree[i]
+                fitted = apply_overflow(v, acc_bits, True, sat)
+                count += (fitted != v) * valid[i]
+                acc[i] = fitted
+        for r in range(rows):
+            for ow in range(wo):
+                y[b, co, r0 + r, ow] = acc[r * wq + ow]
+        overflows[k] += count
