@@ -134,28 +134,36 @@ def _add_datapath(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_network_command(
+    sub: Any, name: str, *, help: str, description: str
+) -> argparse.ArgumentParser:
+    """A subcommand that runs a network (source options) on a datapath (datapath options)."""
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=description)
+    _add_source(p)
+    _add_datapath(p)
+    return p
+
+
 def _build_parser() -> _Parser:
     parser = _Parser(prog="shiftsim", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser(
+    p = _add_network_command(
+        sub,
         "simulate",
         help="per-layer report of a network on a datapath",
         description="Simulate a network layer by layer and print a table.",
     )
-    _add_source(p)
-    _add_datapath(p)
     p.add_argument("--csv", type=Path, metavar="OUT", help="also write the table as CSV")
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the table as JSON")
 
-    p = sub.add_parser(
+    p = _add_network_command(
+        sub,
         "sweep",
         help="resumable parameter sweep",
         description="Sweep datapath/hardware parameters over a grid.",
     )
-    _add_source(p)
-    _add_datapath(p)
     p.add_argument(
         "--grid",
         action="append",
@@ -174,14 +182,13 @@ def _build_parser() -> _Parser:
     p.add_argument("--dask", metavar="ADDRESS", help="Dask scheduler address")
     p.add_argument("--no-progress", action="store_true")
 
-    p = sub.add_parser(
+    p = _add_network_command(
+        sub,
         "verify",
         help="golden vs functional vs float on one layer",
         description="Run one layer at the golden and functional levels (and "
         "cycle with --cycle) and compare with float64.",
     )
-    _add_source(p)
-    _add_datapath(p)
     p.add_argument("--layer", help="layer name (default: the first)")
     p.add_argument(
         "--size",

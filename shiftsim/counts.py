@@ -124,7 +124,7 @@ class Counts:
 
     def replace(self, **changes: int | float) -> Counts:
         """A copy with some fields changed."""
-        return replace(self, **changes)
+        return replace(self, **changes)  # type: ignore[arg-type]
 
     def nonzero(self) -> dict[str, int | float]:
         """Only the fields that are not zero."""

@@ -73,8 +73,10 @@ def as_float_array(x: ArrayLike, name: str) -> NDArray[np.floating]:
     return arr
 
 
-def check_int(name: str, value: object, lo: int, hi: int) -> int:
+def check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
     """Validate an int parameter in ``[lo, hi]`` (bools rejected) and return it as ``int``.
+
+    ``hi=None`` means no upper bound.
 
     Raises
     ------
@@ -85,7 +87,10 @@ def check_int(name: str, value: object, lo: int, hi: int) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {value!r}")
-    if not lo <= int(value) <= hi:
+    if hi is None:
+        if int(value) < lo:
+            raise ValueError(f"{name} must be >= {lo}, got {value!r}")
+    elif not lo <= int(value) <= hi:
         raise ValueError(f"{name} must be in [{lo}, {hi}], got {value!r}")
     return int(value)
 

@@ -10,14 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shiftsim.formats import check_int
+
 __all__ = ["Hardware"]
-
-
-def _check_int(name: str, value: object, lo: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,16 +72,16 @@ class Hardware:
 
     def __post_init__(self) -> None:
         for name in ("shift_width", "acc_units", "tree_width", "dram_bytes_per_cycle"):
-            _check_int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1)
         for name in (
             "input_buffer_bytes",
             "shift_buffer_bytes",
             "weight_buffer_bytes",
             "output_buffer_bytes",
         ):
-            _check_int(name, getattr(self, name), 0)
+            check_int(name, getattr(self, name), 0)
         for name in ("sram_access_bits", "dram_access_bits"):
-            _check_int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1)
         clock = self.clock_hz
         if isinstance(clock, bool) or not isinstance(clock, (int, float, np.number)):
             raise TypeError(f"clock_hz must be a number, got {clock!r}")

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from shiftsim.formats import check_int
+
 __all__ = ["Conv2d", "Linear", "Layer"]
 
 
@@ -22,14 +24,6 @@ def _pair(name: str, value: object, lo: int) -> tuple[int, int]:
             raise ValueError(f"{name} must be >= {lo}, got {value!r}")
         out.append(int(v))
     return out[0], out[1]
-
-
-def _positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True, init=False)
@@ -73,13 +67,13 @@ class Conv2d:
         groups: int = 1,
     ) -> None:
         set_ = object.__setattr__
-        set_(self, "in_channels", _positive("in_channels", in_channels))
-        set_(self, "out_channels", _positive("out_channels", out_channels))
+        set_(self, "in_channels", check_int("in_channels", in_channels, 1))
+        set_(self, "out_channels", check_int("out_channels", out_channels, 1))
         set_(self, "kernel_size", _pair("kernel_size", kernel_size, 1))
         set_(self, "stride", _pair("stride", stride, 1))
         set_(self, "padding", _pair("padding", padding, 0))
         set_(self, "dilation", _pair("dilation", dilation, 1))
-        set_(self, "groups", _positive("groups", groups))
+        set_(self, "groups", check_int("groups", groups, 1))
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(
                 f"groups={self.groups} must divide in_channels={self.in_channels} and "
@@ -167,8 +161,8 @@ class Linear:
     out_features: int
 
     def __init__(self, in_features: int, out_features: int) -> None:
-        object.__setattr__(self, "in_features", _positive("in_features", in_features))
-        object.__setattr__(self, "out_features", _positive("out_features", out_features))
+        object.__setattr__(self, "in_features", check_int("in_features", in_features, 1))
+        object.__setattr__(self, "out_features", check_int("out_features", out_features, 1))
 
     @property
     def weight_shape(self) -> tuple[int, int]:

@@ -321,6 +321,24 @@ def _sqnr_db(ref: NDArray[np.float64], got: NDArray[np.float64]) -> float:
     return 10 * math.log10(sig / noise)
 
 
+def _finish_row(
+    row: dict[str, Any],
+    counts: Counts,
+    clipped: int,
+    ref: NDArray[np.float64],
+    got: NDArray[np.float64],
+    t0: float,
+) -> dict[str, Any]:
+    """Complete a table row: counts, values clipped, errors against ``ref``, seconds taken."""
+    row.update(dataclasses.asdict(counts))
+    row["clipped"] = clipped
+    row["rmse"] = float(np.sqrt(np.mean((ref - got) ** 2)))
+    row["max_abs_err"] = float(np.max(np.abs(ref - got)))
+    row["sqnr_db"] = _sqnr_db(ref, got)
+    row["time_s"] = time.perf_counter() - t0
+    return row
+
+
 def _windows(x: NDArray[Any], k: tuple[int, int], s: tuple[int, int]) -> NDArray[Any]:
     """``(B, C, Ho, Wo, kh, kw)`` view of the pooling windows of ``x``."""
     h, w = x.shape[2:]
@@ -637,13 +655,7 @@ class Network:
                 out_raw = acts[node.name].raw
             refv = ref[node.name]
             row["shape"] = "x".join(str(v) for v in refv.shape[1:])
-            row.update(dataclasses.asdict(counts))
-            row["clipped"] = clipped
-            row["rmse"] = float(np.sqrt(np.mean((refv - got) ** 2)))
-            row["max_abs_err"] = float(np.max(np.abs(refv - got)))
-            row["sqnr_db"] = _sqnr_db(refv, got)
-            row["time_s"] = time.perf_counter() - t0
-            rows.append(row)
+            rows.append(_finish_row(row, counts, clipped, refv, got, t0))
             totals = totals + counts
         return NetworkResult(
             table=_frame(rows),
@@ -725,13 +737,7 @@ class Network:
                 "shape": "x".join(str(v) for v in out_shape[1:]),
                 "macs": layer.macs(x.shape),
             }
-            row.update(dataclasses.asdict(counts))
-            row["clipped"] = prep.overflows
-            row["rmse"] = float(np.sqrt(np.mean((ref - got) ** 2)))
-            row["max_abs_err"] = float(np.max(np.abs(ref - got)))
-            row["sqnr_db"] = _sqnr_db(ref, got)
-            row["time_s"] = time.perf_counter() - t0
-            rows.append(row)
+            rows.append(_finish_row(row, counts, prep.overflows, ref, got, t0))
             totals = totals + counts
         return NetworkResult(table=_frame(rows), totals=totals)
 

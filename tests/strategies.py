@@ -1,8 +1,5 @@
 """hypothesis strategies shared by the test modules."""
 
-
-# --- shift-add datapath (SPEC §5.1) -------------------------------------------------------
-
 from dataclasses import dataclass as _dataclass
 
 import numpy as _np
@@ -13,6 +10,35 @@ from shiftsim.formats import Overflow as _Overflow
 from shiftsim.formats import Rounding as _Rounding
 from shiftsim.layers import Conv2d as _Conv2d
 from shiftsim.layers import Linear as _Linear
+
+# --- layers (SPEC §5) ------------------------------------------------------------------------
+
+
+@_st.composite
+def layer_and_input_shape(draw, max_channels=4, max_size=6, linear=None):
+    """A small Conv2d (every geometry option) or Linear layer and a valid input shape.
+
+    ``linear``: True for a Linear layer, False for a Conv2d, None to draw which.
+    """
+    batch = draw(_st.integers(1, 2))
+    if draw(_st.booleans()) if linear is None else linear:
+        cin, cout = draw(_st.integers(1, 8)), draw(_st.integers(1, 4))
+        return _Linear(cin, cout), (batch, cin)
+    groups = draw(_st.integers(1, 3))
+    cin = groups * draw(_st.integers(1, max(1, max_channels // groups)))
+    cout = groups * draw(_st.integers(1, 2))
+    k = (draw(_st.integers(1, 3)), draw(_st.integers(1, 3)))
+    stride = (draw(_st.integers(1, 3)), draw(_st.integers(1, 3)))
+    pad = (draw(_st.integers(0, 2)), draw(_st.integers(0, 2)))
+    dil = (draw(_st.integers(1, 2)), draw(_st.integers(1, 2)))
+    layer = _Conv2d(cin, cout, k, stride=stride, padding=pad, dilation=dil, groups=groups)
+    span = [d * (kk - 1) + 1 for d, kk in zip(dil, k)]
+    h = draw(_st.integers(max(1, span[0] - 2 * pad[0]), max_size))
+    w = draw(_st.integers(max(1, span[1] - 2 * pad[1]), max_size))
+    return layer, (batch, cin, h, w)
+
+
+# --- shift-add datapath (SPEC §5.1) -------------------------------------------------------
 
 
 @_dataclass(frozen=True)
@@ -30,6 +56,28 @@ class ShiftCase:
     index: object
     x_raw: object
     bias_raw: object
+
+    def datapath(self):
+        """The ShiftAddDatapath with this case's options."""
+        from shiftsim.datapath.shift_add import ShiftAddDatapath
+
+        return ShiftAddDatapath(
+            n_codebooks=self.n_codebooks,
+            bits=self.bits,
+            act=self.act,
+            shift_frac_bits=self.shift_frac_bits,
+            shift_rounding=self.shift_rounding,
+            acc_bits=self.acc_bits,
+            overflow=self.overflow,
+        )
+
+    def code(self):
+        """The case's indices as a ShiftCode of scale 1."""
+        from shiftsim.quantize import ShiftCode
+
+        return ShiftCode(
+            index=self.index, scale=_np.float64(1.0), n_codebooks=self.n_codebooks, bits=self.bits
+        )
 
 
 @_st.composite
@@ -52,24 +100,7 @@ def shift_cases(draw, max_channels=4, max_size=6, linear=None, max_acc_bits=62):
     overflow = draw(_st.sampled_from([_Overflow.WRAP, _Overflow.SAT]))
     seed = draw(_st.integers(0, 2**32 - 1))
     rng = _np.random.default_rng(seed)
-    batch = draw(_st.integers(1, 2))
-    if is_linear:
-        cin, cout = draw(_st.integers(1, 8)), draw(_st.integers(1, 4))
-        layer = _Linear(cin, cout)
-        x_shape = (batch, cin)
-    else:
-        groups = draw(_st.integers(1, 3))
-        cin = groups * draw(_st.integers(1, max(1, max_channels // groups)))
-        cout = groups * draw(_st.integers(1, 2))
-        k = (draw(_st.integers(1, 3)), draw(_st.integers(1, 3)))
-        stride = (draw(_st.integers(1, 3)), draw(_st.integers(1, 3)))
-        pad = (draw(_st.integers(0, 2)), draw(_st.integers(0, 2)))
-        dil = (draw(_st.integers(1, 2)), draw(_st.integers(1, 2)))
-        layer = _Conv2d(cin, cout, k, stride=stride, padding=pad, dilation=dil, groups=groups)
-        span = [d * (kk - 1) + 1 for d, kk in zip(dil, k)]
-        h = draw(_st.integers(max(1, span[0] - 2 * pad[0]), max_size))
-        w = draw(_st.integers(max(1, span[1] - 2 * pad[1]), max_size))
-        x_shape = (batch, cin, h, w)
+    layer, x_shape = draw(layer_and_input_shape(max_channels, max_size, linear=is_linear))
     # indices: mostly nonzero, some zeros; all magnitudes reachable
     index = rng.integers(-half, half + 1, size=(*layer.weight_shape, n_cb)).astype(_np.int8)
     x_kind = draw(_st.sampled_from(["uniform", "extremes"]))
@@ -125,27 +156,6 @@ def fixed_formats(max_bits=62, frac_bits=(-8, 70)):
 # --- log-domain and fixed-point MAC datapaths (SPEC §5.2, §5.3) --------------------------
 
 from shiftsim.formats import LogFormat as _LogFormat  # noqa: E402 (this section's import)
-
-
-@_st.composite
-def layer_and_input_shape(draw, max_channels=4, max_size=6):
-    """A small Conv2d (every geometry option) or Linear layer and a valid input shape."""
-    batch = draw(_st.integers(1, 2))
-    if draw(_st.booleans()):
-        cin, cout = draw(_st.integers(1, 8)), draw(_st.integers(1, 4))
-        return _Linear(cin, cout), (batch, cin)
-    groups = draw(_st.integers(1, 3))
-    cin = groups * draw(_st.integers(1, max(1, max_channels // groups)))
-    cout = groups * draw(_st.integers(1, 2))
-    k = (draw(_st.integers(1, 3)), draw(_st.integers(1, 3)))
-    stride = (draw(_st.integers(1, 3)), draw(_st.integers(1, 3)))
-    pad = (draw(_st.integers(0, 2)), draw(_st.integers(0, 2)))
-    dil = (draw(_st.integers(1, 2)), draw(_st.integers(1, 2)))
-    layer = _Conv2d(cin, cout, k, stride=stride, padding=pad, dilation=dil, groups=groups)
-    span = [d * (kk - 1) + 1 for d, kk in zip(dil, k)]
-    h = draw(_st.integers(max(1, span[0] - 2 * pad[0]), max_size))
-    w = draw(_st.integers(max(1, span[1] - 2 * pad[1]), max_size))
-    return layer, (batch, cin, h, w)
 
 
 def random_log_code(rng, shape, fmt, p_zero=0.2):

@@ -44,24 +44,6 @@ HARDWARE_FIELDS = [
 ]
 
 
-def _shift_dp(case):
-    return ShiftAddDatapath(
-        n_codebooks=case.n_codebooks,
-        bits=case.bits,
-        act=case.act,
-        shift_frac_bits=case.shift_frac_bits,
-        shift_rounding=case.shift_rounding,
-        acc_bits=case.acc_bits,
-        overflow=case.overflow,
-    )
-
-
-def _code(case):
-    return ShiftCode(
-        index=case.index, scale=np.float64(1.0), n_codebooks=case.n_codebooks, bits=case.bits
-    )
-
-
 ARITHMETIC_FIELDS = [
     "shift_ops",
     "negations",
@@ -117,8 +99,8 @@ def _same_arithmetic(got, want):
 
 @given(shift_cases(), hardware_configs())
 def test_shift_cycle_matches_golden_and_analytic(case, hw):
-    dp = _shift_dp(case)
-    code = _code(case)
+    dp = case.datapath()
+    code = case.code()
     res, est = _run_both(dp, case.layer, code, case.x_raw, case.bias_raw, hw)
     if res is None:
         return

@@ -16,7 +16,7 @@ from shiftsim.cycle.schedule import (
     parallel_outputs,
     plan,
 )
-from shiftsim.datapath.base import LayerResult
+from shiftsim.datapath.base import LayerResult, from_nchw_int64
 from shiftsim.formats import Overflow, Rounding
 from shiftsim.hardware import Hardware
 from shiftsim.kernels import cycle as _k
@@ -203,7 +203,7 @@ def run_cycle(
         y, ct, tr, _ = step(wanted)
     fields = {name: int(ct[i]) for name, i in _COUNTERS.items()}
     arith = {name: int(ct[i]) for name, i in _ARITHMETIC.items()}
-    y_raw = layer.from_nchw(y)
+    y_raw = from_nchw_int64(layer, y)
     counts = Counts(**arith, **fields)
     counts = counts.replace(energy_pj=energy_pj(counts, datapath, hw))
     trace_arr = None

@@ -103,10 +103,16 @@ def datapath_params(datapath: Any) -> DatapathParams:
             max_shift=s,
             acc_bits=datapath.acc_bits,
         )
-    if isinstance(datapath, FixedMacDatapath):
-        wb, ab = datapath.weight.bits, datapath.act.bits
+    if isinstance(datapath, (FixedMacDatapath, LogDatapath)):  # one pass, no shift unit
+        if isinstance(datapath, FixedMacDatapath):
+            kind, mult = KIND_MAC, True
+            wb, ab = datapath.weight.bits, datapath.act.bits
+        else:  # log codes: exponent bits plus a sign bit when signed
+            kind, mult = KIND_LOG, False
+            wb = datapath.weight.bits + int(datapath.weight.signed)
+            ab = datapath.act.bits + int(datapath.act.signed)
         return DatapathParams(
-            kind=KIND_MAC,
+            kind=kind,
             passes=1,
             weight_bits=wb,
             pass_weight_bits=wb,
@@ -115,21 +121,7 @@ def datapath_params(datapath: Any) -> DatapathParams:
             words_per_input=0,
             max_shift=0,
             acc_bits=datapath.acc_bits,
-            mult_bits=max(wb, ab),
-        )
-    if isinstance(datapath, LogDatapath):
-        wb = datapath.weight.bits + int(datapath.weight.signed)
-        ab = datapath.act.bits + int(datapath.act.signed)
-        return DatapathParams(
-            kind=KIND_LOG,
-            passes=1,
-            weight_bits=wb,
-            pass_weight_bits=wb,
-            act_bits=ab,
-            word_bits=0,
-            words_per_input=0,
-            max_shift=0,
-            acc_bits=datapath.acc_bits,
+            mult_bits=max(wb, ab) if mult else 0,
         )
     raise TypeError(
         "datapath must be a ShiftAddDatapath, FixedMacDatapath or LogDatapath, got "

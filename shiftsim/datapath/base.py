@@ -1,4 +1,7 @@
-"""What every datapath shares: the ``run`` entry point, its levels, and the result type."""
+"""What every datapath shares: the ``run`` entry point, its levels, and the result type.
+
+Also the operand checks and layout conversions the subclasses' ``prepare`` and ``check`` use.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +13,27 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from shiftsim.counts import Counts
-from shiftsim.formats import FixedFormat
+from shiftsim.formats import FixedFormat, as_float_array
 from shiftsim.layers import Conv2d, Linear
 
-__all__ = ["LEVELS", "Datapath", "LayerResult", "Prepared"]
+__all__ = [
+    "INT64_MAX",
+    "LEVELS",
+    "Datapath",
+    "LayerResult",
+    "Prepared",
+    "check_bias_raw",
+    "conv_geometry",
+    "float_operands",
+    "from_nchw_int64",
+    "to_nchw_int64",
+]
 
 #: Levels of modelling a datapath runs at (SPEC §1). ``analytic`` is :func:`shiftsim.estimate`.
 LEVELS = ("functional", "golden", "cycle")
+
+#: Largest int64: the kernels' worst-case partial sums are checked against it.
+INT64_MAX = (1 << 63) - 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,10 +101,16 @@ class Datapath(abc.ABC):
     """Base of the datapaths: validate, then run at the level asked for.
 
     Subclasses are frozen keyword-only dataclasses holding the configuration. They implement
-    :meth:`prepare` (float -> codes), :meth:`check` (validation of ``run``'s arguments, before
-    any kernel), :meth:`run_functional` (numba kernels) and :meth:`run_golden` (the oracle in
-    :mod:`shiftsim.reference`). The cycle level lives in :mod:`shiftsim.cycle`.
+    :attr:`out_format`, :meth:`prepare` (float -> codes), :meth:`check` (validation of
+    ``run``'s arguments, before any kernel), :meth:`run_functional` (numba kernels) and
+    :meth:`run_golden` (the oracle in :mod:`shiftsim.reference`). The cycle level lives in
+    :mod:`shiftsim.cycle`.
     """
+
+    @property
+    @abc.abstractmethod
+    def out_format(self) -> FixedFormat:
+        """The accumulator's format: that of ``LayerResult.y_raw``."""
 
     def run(
         self,
@@ -160,3 +183,77 @@ class Datapath(abc.ABC):
     @abc.abstractmethod
     def run_golden(self, layer: Conv2d | Linear, operands: Any) -> LayerResult:
         """The golden model."""
+
+    def _layer_result(
+        self,
+        layer: Conv2d | Linear,
+        y: NDArray[np.int64],
+        scale: float | NDArray[np.float64],
+        counts: Counts,
+    ) -> LayerResult:
+        """The result of a run: NCHW output ``y`` in ``layer``'s layout, in :attr:`out_format`."""
+        return LayerResult(
+            y_raw=from_nchw_int64(layer, y), out_format=self.out_format, scale=scale, counts=counts
+        )
+
+
+def float_operands(
+    layer: Conv2d | Linear, w: ArrayLike, x: ArrayLike, bias: ArrayLike | None
+) -> tuple[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating] | None]:
+    """Validate ``prepare``'s float operands against ``layer``; return them as float arrays.
+
+    Returns
+    -------
+    w, x : ndarray of float32 or float64
+        See :func:`~shiftsim.formats.as_float_array`; ``w`` in ``layer.weight_shape``.
+    bias : ndarray of float32 or float64, shape ``(Co,)``, or None
+
+    Raises
+    ------
+    TypeError, ValueError
+        If an operand is not a finite float array or has the wrong shape.
+    """
+    w_arr = as_float_array(w, "w")
+    x_arr = as_float_array(x, "x")
+    if w_arr.shape != layer.weight_shape:
+        raise ValueError(f"w must have shape {layer.weight_shape}, got {w_arr.shape}")
+    layer.check_input_shape(x_arr.shape, "x")
+    if bias is None:
+        return w_arr, x_arr, None
+    b_arr = as_float_array(bias, "bias")
+    if b_arr.shape != (layer.weight_shape[0],):
+        raise ValueError(f"bias must have shape ({layer.weight_shape[0]},), got {b_arr.shape}")
+    return w_arr, x_arr, b_arr
+
+
+def check_bias_raw(
+    layer: Conv2d | Linear, bias_raw: ArrayLike | None, fmt: FixedFormat
+) -> NDArray[np.int64] | None:
+    """Validate ``run``'s raw bias against the accumulator format ``fmt``; return it as int64.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``bias_raw`` is not an integer array in ``fmt`` of shape ``(Co,)``.
+    """
+    if bias_raw is None:
+        return None
+    bias = fmt.check_raw(bias_raw, "bias_raw")
+    if bias.shape != (layer.weight_shape[0],):
+        raise ValueError(f"bias_raw must have shape ({layer.weight_shape[0]},), got {bias.shape}")
+    return bias
+
+
+def to_nchw_int64(layer: Conv2d | Linear, a: NDArray[np.int64]) -> NDArray[np.int64]:
+    """``a`` in NCHW layout (a Linear layer's 1x1 view), contiguous int64."""
+    return np.ascontiguousarray(layer.to_nchw(a), dtype=np.int64)
+
+
+def from_nchw_int64(layer: Conv2d | Linear, y: NDArray[np.generic]) -> NDArray[np.int64]:
+    """An NCHW output back in ``layer``'s own layout, int64."""
+    return np.asarray(layer.from_nchw(y), dtype=np.int64)
+
+
+def conv_geometry(conv: Conv2d) -> tuple[int, int, int, int, int, int, int]:
+    """``(stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups)``: a kernel's geometry."""
+    return (*conv.stride, *conv.padding, *conv.dilation, conv.groups)

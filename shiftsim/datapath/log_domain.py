@@ -61,8 +61,16 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from shiftsim.counts import Counts
-from shiftsim.datapath.base import Datapath, LayerResult, Prepared
-from shiftsim.formats import FixedFormat, LogFormat, Overflow, as_float_array
+from shiftsim.datapath.base import (
+    Datapath,
+    LayerResult,
+    Prepared,
+    check_bias_raw,
+    conv_geometry,
+    float_operands,
+    to_nchw_int64,
+)
+from shiftsim.formats import FixedFormat, LogFormat, Overflow, check_int
 from shiftsim.kernels import log_domain as kern
 from shiftsim.layers import Conv2d, Linear
 from shiftsim.quantize import LogCode, quantize_log
@@ -85,14 +93,6 @@ _EVENT_FIELDS = {
 }
 #: Largest ``floor(p / k) + F``: a term ``2**61`` plus a 62-bit register still fits int64.
 MAX_TERM_SHIFT = 61
-
-
-def _int_field(name: str, value: object, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value!r}")
-    return int(value)
 
 
 def _choice(name: str, value: object, options: dict[str, int]) -> None:
@@ -185,17 +185,17 @@ class LogDatapath(Datapath):
         _choice("accumulate", self.accumulate, _ACCUMULATE)
         _choice("log_add", self.log_add, _LOG_ADD)
         _choice("sqrt2_mode", self.sqrt2_mode, _SQRT2_MODE)
-        _int_field("acc_bits", self.acc_bits, 2, 62)
-        _int_field("acc_frac_bits", self.acc_frac_bits, -1024, 1024)
-        _int_field("log_frac_bits", self.log_frac_bits, 0, 30)
-        _int_field("sqrt2_frac_bits", self.sqrt2_frac_bits, 0, 61)
+        check_int("acc_bits", self.acc_bits, 2, 62)
+        check_int("acc_frac_bits", self.acc_frac_bits, -1024, 1024)
+        check_int("log_frac_bits", self.log_frac_bits, 0, 30)
+        check_int("sqrt2_frac_bits", self.sqrt2_frac_bits, 0, 61)
         if not isinstance(self.overflow, Overflow):
             raise TypeError(f"overflow must be an Overflow, got {self.overflow!r}")
         shifts = self.sqrt2_shifts
         if not isinstance(shifts, tuple) or not 1 <= len(shifts) <= 16:
             raise ValueError(f"sqrt2_shifts must be a tuple of 1 to 16 ints, got {shifts!r}")
         for s in shifts:
-            _int_field("sqrt2_shifts", s, 0, 62)
+            check_int("sqrt2_shifts", s, 0, 62)
         if any(a >= b for a, b in itertools.pairwise(shifts)):
             raise ValueError(f"sqrt2_shifts must be strictly increasing, got {shifts!r}")
         if self.k == 2 and self.accumulate == "log" and self.log_frac_bits < 1:
@@ -253,21 +253,14 @@ class LogDatapath(Datapath):
         1). The bias is rounded to the output format. ``Prepared.overflows`` counts the values
         clipped to the largest code (at or above the rounding boundary above it).
         """
-        w_arr = as_float_array(w, "w")
-        x_arr = as_float_array(x, "x")
-        if w_arr.shape != layer.weight_shape:
-            raise ValueError(f"w must have shape {layer.weight_shape}, got {w_arr.shape}")
-        layer.check_input_shape(x_arr.shape, "x")
+        w_arr, x_arr, b_arr = float_operands(layer, w, x, bias)
         w_code = quantize_log(w_arr, self.weight.bits, self.weight.fsr, self.weight.base,
                               self.weight.signed)  # fmt: skip
         x_code = quantize_log(x_arr, self.act.bits, self.act.fsr, self.act.base, self.act.signed)
         overflows = _clipped(w_arr, self.weight) + _clipped(x_arr, self.act)
         bias_raw = None
-        if bias is not None:
-            b = as_float_array(bias, "bias")
-            if b.shape != (layer.weight_shape[0],):
-                raise ValueError(f"bias must have shape ({layer.weight_shape[0]},), got {b.shape}")
-            bias_raw, n_over = self.out_format.from_float_counted(b)
+        if b_arr is not None:
+            bias_raw, n_over = self.out_format.from_float_counted(b_arr)
             overflows += n_over
         return Prepared(
             code=w_code,
@@ -297,18 +290,12 @@ class LogDatapath(Datapath):
         w_exp, w_sign = _check_code("w_code", code, self.weight, layer.weight_shape)
         x_exp, x_sign = _check_code("x_code", x, self.act, None)
         layer.check_input_shape(x_exp.shape, "x_code")
-        bias = None
-        if bias_raw is not None:
-            bias = self.out_format.check_raw(bias_raw, "bias_raw")
-            if bias.shape != (layer.weight_shape[0],):
-                raise ValueError(
-                    f"bias_raw must have shape ({layer.weight_shape[0]},), got {bias.shape}"
-                )
+        bias = check_bias_raw(layer, bias_raw, self.out_format)
         return LogOperands(
-            w_exp=_nchw(layer, w_exp),
-            w_sign=_nchw(layer, w_sign),
-            x_exp=_nchw(layer, x_exp),
-            x_sign=_nchw(layer, x_sign),
+            w_exp=to_nchw_int64(layer, w_exp),
+            w_sign=to_nchw_int64(layer, w_sign),
+            x_exp=to_nchw_int64(layer, x_exp),
+            x_sign=to_nchw_int64(layer, x_sign),
             bias_raw=bias,
         )
 
@@ -332,10 +319,7 @@ class LogDatapath(Datapath):
             has_bias,
             out,
             events,
-            *conv.stride,
-            *conv.padding,
-            *conv.dilation,
-            conv.groups,
+            conv_geometry(conv),
             self.k,
             _ACCUMULATE[self.accumulate],
             self.acc_bits,
@@ -350,9 +334,7 @@ class LogDatapath(Datapath):
         )
         totals = events.sum(axis=0)
         counts = Counts(**{name: int(totals[i]) for i, name in _EVENT_FIELDS.items()})
-        return LayerResult(
-            y_raw=_own_layout(layer, out), out_format=self.out_format, scale=1.0, counts=counts
-        )
+        return self._layer_result(layer, out, 1.0, counts)
 
     def run_golden(self, layer: Conv2d | Linear, operands: LogOperands) -> LayerResult:
         """Run the golden model :func:`shiftsim.reference.golden_log.conv_log_golden`."""
@@ -376,12 +358,7 @@ class LogDatapath(Datapath):
             sqrt2_frac_bits=self.sqrt2_frac_bits,
             sqrt2_shifts=self.sqrt2_shifts,
         )
-        return LayerResult(
-            y_raw=_own_layout(layer, y),
-            out_format=self.out_format,
-            scale=1.0,
-            counts=Counts(**events),
-        )
+        return self._layer_result(layer, y, 1.0, Counts(**events))
 
 
 def _clipped(values: NDArray[np.floating], fmt: LogFormat) -> int:
@@ -423,13 +400,3 @@ def _check_code(
             f" [{fmt.e_min}, {fmt.e_max}] of {fmt}"
         )
     return np.where(sign != 0, exp, fmt.e_min).astype(np.int64), sign
-
-
-def _nchw(layer: Conv2d | Linear, a: NDArray[np.int64]) -> NDArray[np.int64]:
-    """``a`` in NCHW layout (a Linear layer's 1x1 view), contiguous int64."""
-    return np.ascontiguousarray(layer.to_nchw(a), dtype=np.int64)
-
-
-def _own_layout(layer: Conv2d | Linear, y: NDArray[np.int64]) -> NDArray[np.int64]:
-    """An NCHW output back in ``layer``'s own layout, int64."""
-    return np.asarray(layer.from_nchw(y), dtype=np.int64)

@@ -26,16 +26,23 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from shiftsim.counts import Counts
-from shiftsim.datapath.base import Datapath, LayerResult, Prepared
-from shiftsim.formats import FixedFormat, Overflow, as_float_array
+from shiftsim.datapath.base import (
+    INT64_MAX,
+    Datapath,
+    LayerResult,
+    Prepared,
+    check_bias_raw,
+    conv_geometry,
+    float_operands,
+    to_nchw_int64,
+)
+from shiftsim.formats import FixedFormat, Overflow, check_int
 from shiftsim.kernels.mac import conv_mac
 from shiftsim.layers import Conv2d, Linear
 from shiftsim.quantize import LinearCode
 from shiftsim.reference.golden_mac import conv_mac_golden
 
 __all__ = ["FixedMacDatapath", "MacCode", "MacOperands"]
-
-_INT64_MAX = (1 << 63) - 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,11 +119,7 @@ class FixedMacDatapath(Datapath):
         for name in ("weight", "act"):
             if not isinstance(getattr(self, name), FixedFormat):
                 raise TypeError(f"{name} must be a FixedFormat, got {getattr(self, name)!r}")
-        acc = self.acc_bits
-        if isinstance(acc, bool) or not isinstance(acc, (int, np.integer)):
-            raise TypeError(f"acc_bits must be an int, got {acc!r}")
-        if not 2 <= acc <= 62:
-            raise ValueError(f"acc_bits must be in [2, 62], got {acc!r}")
+        check_int("acc_bits", self.acc_bits, 2, 62)
         if not isinstance(self.overflow, Overflow):
             raise TypeError(f"overflow must be an Overflow, got {self.overflow!r}")
 
@@ -138,22 +141,16 @@ class FixedMacDatapath(Datapath):
         saturated values. The weight scale ``max |w|`` (1 for all-zero weights) becomes the
         result's scale; the bias becomes ``round(bias / scale)`` in the output format.
         """
-        w_arr = as_float_array(w, "w").astype(np.float64)
-        x_arr = as_float_array(x, "x")
-        if w_arr.shape != layer.weight_shape:
-            raise ValueError(f"w must have shape {layer.weight_shape}, got {w_arr.shape}")
-        layer.check_input_shape(x_arr.shape, "x")
+        w_arr, x_arr, b_arr = float_operands(layer, w, x, bias)
+        w_arr = w_arr.astype(np.float64)
         wmax = float(np.max(np.abs(w_arr))) if w_arr.size else 0.0
         scale = wmax if wmax > 0 else 1.0
         w_raw, n_w = self.weight.from_float_counted(w_arr / scale)
         x_raw, n_x = self.act.from_float_counted(x_arr)
         bias_raw = None
         n_b = 0
-        if bias is not None:
-            b = as_float_array(bias, "bias").astype(np.float64)
-            if b.shape != (layer.weight_shape[0],):
-                raise ValueError(f"bias must have shape ({layer.weight_shape[0]},), got {b.shape}")
-            bias_raw, n_b = self.out_format.from_float_counted(b / scale)
+        if b_arr is not None:
+            bias_raw, n_b = self.out_format.from_float_counted(b_arr.astype(np.float64) / scale)
         return Prepared(
             code=MacCode(raw=w_raw, scale=scale),
             x_in=x_raw,
@@ -187,25 +184,19 @@ class FixedMacDatapath(Datapath):
             raise TypeError("x_raw must be a raw integer array or a LinearCode, got MacCode")
         x_raw, _ = _unpack(x, "x_raw", self.act)
         layer.check_input_shape(x_raw.shape, "x_raw")
-        bias = None
-        if bias_raw is not None:
-            bias = FixedFormat(self.acc_bits, 0).check_raw(bias_raw, "bias_raw")
-            if bias.shape != (layer.weight_shape[0],):
-                raise ValueError(
-                    f"bias_raw must have shape ({layer.weight_shape[0]},), got {bias.shape}"
-                )
+        bias = check_bias_raw(layer, bias_raw, FixedFormat(self.acc_bits, 0))
         w_max = int(np.abs(w_raw).max()) if w_raw.size else 0
         x_max = int(np.abs(x_raw).max()) if x_raw.size else 0
         cg = layer.as_conv().channels_per_group
         worst = w_max * x_max * cg + (1 << (self.acc_bits - 1))
-        if worst > _INT64_MAX:
+        if worst > INT64_MAX:
             raise ValueError(
                 f"|w*x| * (C/groups) = {w_max * x_max * cg} plus the accumulator overflows"
                 " int64: use narrower weight/act formats"
             )
         return MacOperands(
-            w_raw=_nchw(layer, w_raw),
-            x_raw=_nchw(layer, x_raw),
+            w_raw=to_nchw_int64(layer, w_raw),
+            x_raw=to_nchw_int64(layer, x_raw),
             bias_raw=bias,
             scale=scale,
         )
@@ -225,16 +216,10 @@ class FixedMacDatapath(Datapath):
         out = np.zeros(conv.output_shape(op.x_raw.shape), dtype=np.int64)
         overflows = np.zeros(out.shape[0] * out.shape[1], dtype=np.int64)
         bias = op.bias_raw if op.bias_raw is not None else np.zeros(out.shape[1], np.int64)
-        conv_mac(
-            op.x_raw, op.w_raw, bias, out, overflows, *conv.stride, *conv.padding,
-            *conv.dilation, conv.groups, self.acc_bits, self.overflow == Overflow.SAT,
-        )  # fmt: skip
-        return LayerResult(
-            y_raw=_own_layout(layer, out),
-            out_format=self.out_format,
-            scale=op.scale,
-            counts=self._counts(layer, op, int(overflows.sum())),
-        )
+        sat = self.overflow == Overflow.SAT
+        conv_mac(op.x_raw, op.w_raw, bias, out, overflows, conv_geometry(conv), self.acc_bits, sat)
+        counts = self._counts(layer, op, int(overflows.sum()))
+        return self._layer_result(layer, out, op.scale, counts)
 
     def run_golden(self, layer: Conv2d | Linear, operands: MacOperands) -> LayerResult:
         """Run the golden model :func:`shiftsim.reference.golden_mac.conv_mac_golden`."""
@@ -243,12 +228,7 @@ class FixedMacDatapath(Datapath):
             layer.as_conv(), op.w_raw, op.x_raw, op.bias_raw,
             acc_bits=self.acc_bits, overflow=self.overflow,
         )  # fmt: skip
-        return LayerResult(
-            y_raw=_own_layout(layer, y),
-            out_format=self.out_format,
-            scale=op.scale,
-            counts=Counts(**events),
-        )
+        return self._layer_result(layer, y, op.scale, Counts(**events))
 
 
 def _unpack(value: Any, name: str, fmt: FixedFormat) -> tuple[NDArray[np.int64], float]:
@@ -274,13 +254,3 @@ def _unpack(value: Any, name: str, fmt: FixedFormat) -> tuple[NDArray[np.int64],
             f" {type(value).__name__}"
         )
     return fmt.check_raw(raw, name), scale
-
-
-def _nchw(layer: Conv2d | Linear, a: NDArray[np.int64]) -> NDArray[np.int64]:
-    """``a`` in NCHW layout (a Linear layer's 1x1 view), contiguous int64."""
-    return np.ascontiguousarray(layer.to_nchw(a), dtype=np.int64)
-
-
-def _own_layout(layer: Conv2d | Linear, y: NDArray[np.int64]) -> NDArray[np.int64]:
-    """An NCHW output back in ``layer``'s own layout, int64."""
-    return np.asarray(layer.from_nchw(y), dtype=np.int64)

@@ -11,6 +11,7 @@ import numpy as np
 
 from shiftsim.kernels._jit import kernel
 from shiftsim.kernels.bitops import apply_overflow, ashr, round_shr, shl
+from shiftsim.kernels.log_domain import log_to_linear
 
 __all__ = ["N_CFG", "N_CT", "run_schedule"]
 
@@ -85,14 +86,16 @@ def _window(k, co_n, ho, wo, h, w, kh_n, kw_n, cfg):
 
 
 @kernel
-def _prepare(
-    g, cfg, x, co_n, ho, wo, kh_n, kw_n, trow, tcol, lbuf, rowstamp, sbuf, sstamp, wstamp, ct
-):
+def _prepare(g, cfg, x, dims, trow, tcol, bufs, ct):
     """Move chunk ``g``'s new inputs, weights and shifted copies in; return its cycles.
 
-    Returns ``(load_cycles, shift_cycles)``: DRAM reads at ``dram_bytes_per_cycle``, then the
-    shift unit at ``shift_width`` values per cycle.
+    ``dims`` is ``(Co, Ho, Wo, Kh, Kw)``, ``bufs`` the buffers and their load stamps
+    ``(lbuf, rowstamp, sbuf, sstamp, wstamp)`` (see :func:`run_schedule`). Returns
+    ``(load_cycles, shift_cycles)``: DRAM reads at ``dram_bytes_per_cycle``, then the shift
+    unit at ``shift_width`` values per cycle.
     """
+    co_n, ho, wo, kh_n, kw_n = dims
+    lbuf, rowstamp, sbuf, sstamp, wstamp = bufs
     n_chan, h, w = x.shape[1], x.shape[2], x.shape[3]
     a_units = cfg[CF_A]
     tile_co = cfg[CF_TILE_CO]
@@ -163,12 +166,14 @@ def _store(length, cfg, ct):
 
 
 @kernel
-def _compute(t, g, cfg, shifts, wq, bias, y, lbuf, rowstamp, sbuf, sstamp, wstamp, units, ct):
+def _compute(t, g, cfg, shifts, wq, bias, y, bufs, units, ct):
     """Cycle ``t`` of chunk ``g``: every unit selects/multiplies ``tree_width`` channels.
 
     Steps run n, kh, kw, channel block; the tree's partial sum spans the channel blocks and
-    the register takes it (and wraps or saturates) at the last block.
+    the register takes it (and wraps or saturates) at the last block. ``bufs`` as in
+    :func:`_prepare`.
     """
+    lbuf, rowstamp, sbuf, sstamp, wstamp = bufs
     kind = cfg[CF_KIND]
     if kind == KIND_LOG:
         return _compute_log(t, g, cfg, shifts, wq, bias, y, lbuf, rowstamp, wstamp, units, ct)
@@ -251,33 +256,6 @@ def _unpack(code):
 
 
 @kernel
-def _mitchell(s, g, frac_bits, acc_bits, sat):
-    """Log register ``s`` (``g`` fractional bits) to linear, Mitchell's rule, floored, fitted.
-
-    ``s = I*2**g + phi`` stands for ``2**I * (1 + phi/2**g)``; in ``frac_bits`` fractional
-    bits that is ``(2**g + phi) * 2**(I + frac_bits - g)``, floored. Returns the register
-    value and 1 when overflow changed it. Values of ``2**62`` and more exceed every register
-    (``acc_bits <= 62``): they are reduced modulo ``2**acc_bits`` from their low bits.
-    """
-    whole = s >> g
-    mant = (1 << g) | (s - (whole << g))
-    e = whole + frac_bits - g
-    if e < 0:
-        exact = ashr(mant, -e)
-    elif e + g < 62:
-        exact = shl(mant, e)
-    elif sat:
-        return (1 << (acc_bits - 1)) - 1, 1
-    elif e >= acc_bits:
-        return 0, 1
-    else:
-        kept = mant & ((1 << (acc_bits - e)) - 1)
-        return apply_overflow(shl(kept, e), acc_bits, True, False), 1
-    fitted = apply_overflow(exact, acc_bits, True, sat)
-    return fitted, 1 if fitted != exact else 0
-
-
-@kernel
 def _log_term(cfg, shifts, state, p, neg, ct):
     """Merge one product (exponent ``p``, negative when ``neg``) into a unit's ``state``.
 
@@ -351,12 +329,12 @@ def _log_result(cfg, bias_co, state, ct):
         lin_pos, lin_neg = 0, 0
         g, frac = cfg[CF_LOG_G], cfg[CF_FRAC]
         if state[U_FULL_POS]:
-            lin_pos, o = _mitchell(state[U_LOG_POS], g, frac, acc_bits, sat)
+            lin_pos, o = log_to_linear(state[U_LOG_POS], g, frac, acc_bits, sat)
             ct[CT_OVERFLOWS] += o
             ct[CT_LOG_TO_LINEAR] += 1
             ct[CT_SHIFT_OPS] += 1
         if state[U_FULL_NEG]:
-            lin_neg, o = _mitchell(state[U_LOG_NEG], g, frac, acc_bits, sat)
+            lin_neg, o = log_to_linear(state[U_LOG_NEG], g, frac, acc_bits, sat)
             ct[CT_OVERFLOWS] += o
             ct[CT_LOG_TO_LINEAR] += 1
             ct[CT_SHIFT_OPS] += 1
@@ -492,6 +470,8 @@ def run_schedule(cfg, shifts, x, wq, bias, y, ct, trace):
     sstamp = np.full((2, h, w), -1, dtype=np.int64)
     wstamp = np.full(co_n, -10, dtype=np.int64)
     units_all = np.zeros((a_units, N_UNIT_COLS), dtype=np.int64)
+    bufs = (lbuf, rowstamp, sbuf, sstamp, wstamp)
+    dims = (co_n, ho, wo, kh_n, kw_n)
     trow = np.zeros(h, dtype=np.bool_)
     tcol = np.zeros(w, dtype=np.bool_)
     for oh in range(ho):
@@ -510,24 +490,7 @@ def run_schedule(cfg, shifts, x, wq, bias, y, ct, trace):
     cycle = 0
     nrec = 0
     if cfg[CF_PIPELINED]:
-        ld, shc = _prepare(
-            0,
-            cfg,
-            x,
-            co_n,
-            ho,
-            wo,
-            kh_n,
-            kw_n,
-            trow,
-            tcol,
-            lbuf,
-            rowstamp,
-            sbuf,
-            sstamp,
-            wstamp,
-            ct,
-        )
+        ld, shc = _prepare(0, cfg, x, dims, trow, tcol, bufs, ct)
         for t in range(ld + shc):
             nrec = _record(trace, nrec, cycle, UNIT_ADDERS, ACT_STALL, 0)
             if t < ld:
@@ -543,30 +506,12 @@ def run_schedule(cfg, shifts, x, wq, bias, y, ct, trace):
             units = _units(g, co_n, ho, wo, h, w, kh_n, kw_n, cfg, units_all)
             ld, shc = 0, 0
             if g + 1 < n_chunks:
-                ld, shc = _prepare(
-                    g + 1,
-                    cfg,
-                    x,
-                    co_n,
-                    ho,
-                    wo,
-                    kh_n,
-                    kw_n,
-                    trow,
-                    tcol,
-                    lbuf,
-                    rowstamp,
-                    sbuf,
-                    sstamp,
-                    wstamp,
-                    ct,
-                )
+                ld, shc = _prepare(g + 1, cfg, x, dims, trow, tcol, bufs, ct)
             st = _store(prev_len, cfg, ct) if g > 0 else 0
             mem = ld + shc + st
             for t in range(max(steps, mem)):
                 if t < steps:
-                    status = _compute(t, g, cfg, shifts, wq, bias, y, lbuf, rowstamp, sbuf,
-                                      sstamp, wstamp, units, ct)  # fmt: skip
+                    status = _compute(t, g, cfg, shifts, wq, bias, y, bufs, units, ct)
                     if status != STATUS_OK:
                         return status, nrec
                     ct[CT_COMPUTE] += 1
@@ -594,24 +539,7 @@ def run_schedule(cfg, shifts, x, wq, bias, y, ct, trace):
                 return STATUS_MAX_CYCLES, nrec
     else:
         for g in range(n_chunks):
-            ld, shc = _prepare(
-                g,
-                cfg,
-                x,
-                co_n,
-                ho,
-                wo,
-                kh_n,
-                kw_n,
-                trow,
-                tcol,
-                lbuf,
-                rowstamp,
-                sbuf,
-                sstamp,
-                wstamp,
-                ct,
-            )
+            ld, shc = _prepare(g, cfg, x, dims, trow, tcol, bufs, ct)
             units = _units(g, co_n, ho, wo, h, w, kh_n, kw_n, cfg, units_all)
             st_len = units.shape[0]
             for t in range(ld + shc):
@@ -625,8 +553,7 @@ def run_schedule(cfg, shifts, x, wq, bias, y, ct, trace):
                 if max_cycles >= 0 and cycle > max_cycles:
                     return STATUS_MAX_CYCLES, nrec
             for t in range(steps):
-                status = _compute(t, g, cfg, shifts, wq, bias, y, lbuf, rowstamp, sbuf, sstamp,
-                                  wstamp, units, ct)  # fmt: skip
+                status = _compute(t, g, cfg, shifts, wq, bias, y, bufs, units, ct)
                 if status != STATUS_OK:
                     return status, nrec
                 ct[CT_COMPUTE] += 1

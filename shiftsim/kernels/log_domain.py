@@ -12,6 +12,7 @@ from numba import prange
 
 from shiftsim.kernels._jit import kernel
 from shiftsim.kernels.bitops import apply_overflow, ashr, shl, wrap
+from shiftsim.kernels.conv import group_row, tap
 
 __all__ = [
     "ACC_LINEAR",
@@ -93,13 +94,7 @@ def conv_log(
     has_bias: bool,
     out: np.ndarray,
     events: np.ndarray,
-    stride_h: int,
-    stride_w: int,
-    pad_h: int,
-    pad_w: int,
-    dil_h: int,
-    dil_w: int,
-    groups: int,
+    geometry: tuple[int, int, int, int, int, int, int],
     k: int,
     accumulate: int,
     acc_bits: int,
@@ -151,8 +146,8 @@ def conv_log(
         Output, written.
     events : ndarray of int64, shape (B * Co, N_EVENTS)
         Event counts per (batch, output channel), written.
-    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups : int
-        Geometry.
+    geometry : tuple of 7 int
+        ``(stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups)``.
     k : int
         1 (base 2) or 2 (base sqrt(2)).
     accumulate, log_add, sqrt2_mode : int
@@ -168,15 +163,10 @@ def conv_log(
     sqrt2_shifts : ndarray of int64, shape (n,)
         Right shifts of the shift-add constant, strictly increasing.
     """
-    n_b = x_exp.shape[0]
-    h_in = x_exp.shape[2]
-    w_in = x_exp.shape[3]
-    n_co = out.shape[1]
-    h_out = out.shape[2]
-    w_out = out.shape[3]
-    n_cg = w_exp.shape[1]
-    n_kh = w_exp.shape[2]
-    n_kw = w_exp.shape[3]
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups = geometry
+    n_b, _, h_in, w_in = x_exp.shape
+    _, n_co, h_out, w_out = out.shape
+    _, n_cg, n_kh, n_kw = w_exp.shape
     co_per_group = n_co // groups
     g = log_frac_bits
     p_shift = g - (k - 1)
@@ -188,9 +178,7 @@ def conv_log(
     split = k == 2 and sqrt2_mode == SQRT2_SPLIT
     base2_linear = k == 1 and accumulate == ACC_LINEAR
     for row in prange(n_b * n_co):
-        b = row // n_co
-        co = row % n_co
-        c0 = (co // co_per_group) * n_cg
+        b, co, c0 = group_row(row, n_co, co_per_group, n_cg)
         n_exp = 0
         n_cmp = 0
         n_shift = 0
@@ -212,11 +200,11 @@ def conv_log(
                 full[1] = False
                 for c in range(n_cg):
                     for kh in range(n_kh):
-                        ih = oh * stride_h - pad_h + kh * dil_h
+                        ih = tap(oh, kh, stride_h, pad_h, dil_h)
                         if ih < 0 or ih >= h_in:
                             continue
                         for kw in range(n_kw):
-                            iw = ow * stride_w - pad_w + kw * dil_w
+                            iw = tap(ow, kw, stride_w, pad_w, dil_w)
                             if iw < 0 or iw >= w_in:
                                 continue
                             sgn = x_sign[b, c0 + c, ih, iw] * w_sign[co, c, kh, kw]

@@ -11,6 +11,7 @@ from numba import prange
 
 from shiftsim.kernels._jit import kernel
 from shiftsim.kernels.bitops import apply_overflow
+from shiftsim.kernels.conv import group_row, tap
 
 __all__ = ["conv_mac"]
 
@@ -22,13 +23,7 @@ def conv_mac(
     bias: np.ndarray,
     out: np.ndarray,
     overflows: np.ndarray,
-    stride_h: int,
-    stride_w: int,
-    pad_h: int,
-    pad_w: int,
-    dil_h: int,
-    dil_w: int,
-    groups: int,
+    geometry: tuple[int, int, int, int, int, int, int],
     acc_bits: int,
     sat: bool,
 ) -> None:
@@ -51,35 +46,28 @@ def conv_mac(
         Output, written.
     overflows : ndarray of int64, shape (B * Co,)
         Register updates that OVERFLOW changed, per (batch, output channel), written.
-    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups : int
-        Geometry.
+    geometry : tuple of 7 int
+        ``(stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups)``.
     acc_bits : int
         Signed accumulator width.
     sat : bool
         Saturate (True) or wrap (False).
     """
-    n_b = x.shape[0]
-    h_in = x.shape[2]
-    w_in = x.shape[3]
-    n_co = out.shape[1]
-    h_out = out.shape[2]
-    w_out = out.shape[3]
-    n_cg = w.shape[1]
-    n_kh = w.shape[2]
-    n_kw = w.shape[3]
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups = geometry
+    n_b, _, h_in, w_in = x.shape
+    _, n_co, h_out, w_out = out.shape
+    _, n_cg, n_kh, n_kw = w.shape
     co_per_group = n_co // groups
     for row in prange(n_b * n_co):
-        b = row // n_co
-        co = row % n_co
-        c0 = (co // co_per_group) * n_cg
+        b, co, c0 = group_row(row, n_co, co_per_group, n_cg)
         n_over = 0
         for oh in range(h_out):
             for ow in range(w_out):
                 acc = bias[co]
                 for kh in range(n_kh):
-                    ih = oh * stride_h - pad_h + kh * dil_h
+                    ih = tap(oh, kh, stride_h, pad_h, dil_h)
                     for kw in range(n_kw):
-                        iw = ow * stride_w - pad_w + kw * dil_w
+                        iw = tap(ow, kw, stride_w, pad_w, dil_w)
                         partial = 0
                         if 0 <= ih < h_in and 0 <= iw < w_in:
                             for c in range(n_cg):
