@@ -345,3 +345,40 @@ def test_tiled_rows_equal_golden(case):
         dp_module._TILE_LANES = old
     np.testing.assert_array_equal(fast.y_raw, gold.y_raw)
     assert fast.counts == gold.counts
+
+
+@settings(max_examples=60)
+@given(case=shift_cases(linear=False, max_size=9))
+def test_whole_row_adders_equal_golden(case):
+    # tiles summed whole-row at once (as on large layers), not ROW lanes at a time
+    import shiftsim.datapath.shift_add as dp_module
+
+    old = dp_module._SHORT_LANES
+    dp_module._SHORT_LANES = 0
+    try:
+        gold, fast = run_both(case)
+    finally:
+        dp_module._SHORT_LANES = old
+    np.testing.assert_array_equal(fast.y_raw, gold.y_raw)
+    assert fast.counts == gold.counts
+
+
+@pytest.mark.parametrize(("short_lanes", "size"), [(256, 12), (1 << 20, 22)])
+def test_short_row_adders_in_blocks_equal_golden(rng, short_lanes, size):
+    # the short-row adders at their widths: one tile of 12 x 14 = 168 lanes (run-time width),
+    # and (forced) 22 x 24 = 528 lanes, three blocks; both index signs, zeros, bias
+    import shiftsim.datapath.shift_add as dp_module
+
+    layer = Conv2d(2, 3, 3, padding=1)
+    idx = rng.integers(-7, 8, size=(*layer.weight_shape, 2)).astype(np.int8)
+    x = rng.integers(0, 256, size=(1, 2, size, size))
+    dp = ShiftAddDatapath()
+    old = dp_module._SHORT_LANES
+    dp_module._SHORT_LANES = short_lanes
+    try:
+        fast = dp.run(layer, make_code(idx, 2, 4), x, np.array([5, -7, 0]))
+    finally:
+        dp_module._SHORT_LANES = old
+    gold = dp.run(layer, make_code(idx, 2, 4), x, np.array([5, -7, 0]), level="golden")
+    np.testing.assert_array_equal(fast.y_raw, gold.y_raw)
+    assert fast.counts == gold.counts

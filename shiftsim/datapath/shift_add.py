@@ -7,7 +7,8 @@ channel is summed by one of two exact kernels:
 - *unchecked*, when ``|bias| + (nonzero indices) * max|x << f|`` fits the accumulator: no
   partial sum can overflow in any order, so WRAP and SAT both equal the plain integer sum and
   no overflow event can occur; the terms are summed in any order, in int16 partial sums and
-  int32 accumulators when those bounds allow it;
+  int32 accumulators when those bounds allow it; short wide rows (deep layers) are summed
+  64 lanes at a time by a kernel free of run-time overlap checks;
 - *checked* otherwise: the contract order (bias, then n, kh, kw, each step's adder tree over
   the channels exact), the register fitted (WRAP or SAT) after every update and every change
   counted.
@@ -24,26 +25,20 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from shiftsim.counts import Counts
-from shiftsim.datapath.base import Datapath, LayerResult, Prepared
-from shiftsim.formats import FixedFormat, Overflow, Rounding, as_float_array
+from shiftsim.datapath.base import INT64_MAX, Datapath, LayerResult, Prepared
+from shiftsim.formats import FixedFormat, Overflow, Rounding, as_float_array, check_int
 from shiftsim.kernels import shift_add as _k
 from shiftsim.layers import Conv2d, Linear
 from shiftsim.quantize import MAX_CODEBOOKS, ShiftCode, quantize_shiftcnn
 
 __all__ = ["ShiftAddDatapath", "ShiftOperands"]
 
-_INT64_MAX = (1 << 63) - 1
 #: Accumulator lanes of one tile of output rows (its wide rows stay in the L1 cache).
 _TILE_LANES = 4096
 #: SIMD lanes the adders round each wide row up to.
 _LANES = 16
-
-
-def _check_int(name: str, value: object, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value!r}")
+#: Tiles of at most this many lanes take the short-row adders (deep layers).
+_SHORT_LANES = 256
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,11 +127,11 @@ class ShiftAddDatapath(Datapath):
     weight_axis: int | None = None
 
     def __post_init__(self) -> None:
-        _check_int("n_codebooks", self.n_codebooks, 1, MAX_CODEBOOKS)
-        _check_int("bits", self.bits, 2, 8)
+        check_int("n_codebooks", self.n_codebooks, 1, MAX_CODEBOOKS)
+        check_int("bits", self.bits, 2, 8)
         if not isinstance(self.act, FixedFormat):
             raise TypeError(f"act must be a FixedFormat, got {self.act!r}")
-        _check_int("shift_frac_bits", self.shift_frac_bits, 0, 62)
+        check_int("shift_frac_bits", self.shift_frac_bits, 0, 62)
         if not isinstance(self.shift_rounding, Rounding) or self.shift_rounding not in (
             Rounding.TRN,
             Rounding.RND,
@@ -144,7 +139,7 @@ class ShiftAddDatapath(Datapath):
             raise ValueError(
                 f"shift_rounding must be Rounding.TRN or Rounding.RND, got {self.shift_rounding!r}"
             )
-        _check_int("acc_bits", self.acc_bits, 2, 62)
+        check_int("acc_bits", self.acc_bits, 2, 62)
         if not isinstance(self.overflow, Overflow):
             raise TypeError(f"overflow must be an Overflow, got {self.overflow!r}")
         if self.weight_axis not in (None, 0):
@@ -284,7 +279,7 @@ class ShiftAddDatapath(Datapath):
         x_max = int(np.abs(x_raw).max()) if x_raw.size else 0
         cg = layer.as_conv().channels_per_group
         worst = (x_max << self.shift_frac_bits) * cg + (1 << (self.acc_bits - 1))
-        if worst > _INT64_MAX:
+        if worst > INT64_MAX:
             raise ValueError(
                 f"shift_frac_bits={self.shift_frac_bits} makes |x << f| * (C/groups) "
                 f"= {worst - (1 << (self.acc_bits - 1))} plus the accumulator overflow int64"
@@ -349,11 +344,8 @@ class ShiftAddDatapath(Datapath):
             overflow=self.overflow,
             bias_raw=operands.bias_raw,
         )
-        return LayerResult(
-            y_raw=np.asarray(layer.from_nchw(y), dtype=np.int64),
-            out_format=self.out_format,
-            scale=operands.scale,
-            counts=Counts(**counts),
+        return self._layer_result(
+            layer, np.asarray(y, dtype=np.int64), operands.scale, Counts(**counts)
         )
 
     def run_functional(self, layer: Conv2d | Linear, operands: ShiftOperands) -> LayerResult:
@@ -435,12 +427,15 @@ def shift_add_conv(
     ti, tj = np.arange(kh_n)[:, None] * dh, np.arange(kw_n)[None, :] * dw
     phase_used = np.zeros((sh, sw), dtype=np.bool_)
     phase_used[ti % sh, tj % sw] = True
-    # 16 spare lanes: the adders read whole 16-lane groups past the last wide row
+    # the adders' scratch rows first (kernels' ROW_BASE), then the planes, then zeros: spare
+    # lanes for the wide reads past the last row, and the short path's rows for index 0
+    tail = 2 * _k.ROW + max(_SHORT_LANES, _k.ROW)
     if phase_used.all():
-        buf = np.empty(n_planes * plane_stride + _LANES, dtype=buf_dtype)
-        buf[-_LANES:] = 0
+        wbuf = np.empty(_k.ROW_BASE + n_planes * plane_stride + tail, dtype=buf_dtype)
+        wbuf[-tail:] = 0
     else:
-        buf = np.zeros(n_planes * plane_stride + _LANES, dtype=buf_dtype)
+        wbuf = np.zeros(_k.ROW_BASE + n_planes * plane_stride + tail, dtype=buf_dtype)
+    buf = wbuf[_k.ROW_BASE :]
     # Buffer offset of each flattened weight position (c, kh, kw, n) for |j| = 0.
     tap_offset = ((ti % sh * sw + tj % sw) * hq1 + ti // sh) * wq + tj // sw  # (Kh, Kw)
     n1 = np.arange(n_cb)
@@ -456,8 +451,9 @@ def shift_add_conv(
     ).reshape(-1)
     flat_index = np.ascontiguousarray(index.reshape(co_n, -1))
 
-    # partial sums of `group` terms in the buffer's dtype cannot overflow it
-    group = int(np.iinfo(buf_dtype).max // max(x_max, 1))
+    # partial sums of `group` terms in the buffer's dtype cannot overflow it (|term| <= max + 1
+    # for the short path's masked terms)
+    group = int(np.iinfo(buf_dtype).max // (x_max + 1))
     tile_rows = int(min(ho, max(1, _TILE_LANES // wq)))
     n_tiles = -(-ho // tile_rows)
     fast = np.flatnonzero(safe).astype(np.int64)
@@ -465,6 +461,10 @@ def shift_add_conv(
     geometry = (co_n // conv.groups, cg, chan_stride, plane_stride, tile_rows, ho, wo, wq)
     y = np.empty((n_batch, co_n, ho, wo), dtype=np.int64)
     counts = np.zeros(len(checked) * n_tiles, np.int64)
+    # the fixed-width adders: a scratch row per thread, 32-bit row offsets
+    slots = _k.scratch_slots_suffice() and wbuf.size < (1 << 32)
+    short = slots and tile_rows * wq <= _SHORT_LANES
+
     for b in range(n_batch):
         _k.shift_unit(
             x,
@@ -484,12 +484,12 @@ def shift_add_conv(
         )
         if len(fast):
             _k.adder_array_fast(
-                buf, flat_index, term_offset, fast, bias_arr, *geometry, group, sum_proto, y, b
-            )
+                wbuf, flat_index, term_offset, fast, bias_arr, *geometry, group, sum_proto, y, b,
+                short, n_planes * plane_stride,
+            )  # fmt: skip
         if len(checked):
             _k.adder_array_checked(
                 buf, flat_index, term_offset, term_step, n_cb * kh_n * kw_n, checked, bias_arr,
                 *geometry, group, sum_proto, acc_bits, sat, y, b, counts,
             )  # fmt: skip
-    overflows = int(counts.sum())
-    return y, overflows
+    return y, int(counts.sum())

@@ -20,12 +20,17 @@ for each output channel (no layer-sized term table).
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
+from numba import get_num_threads, get_thread_id, prange
 
 from shiftsim.kernels._jit import kernel
 from shiftsim.kernels.bitops import apply_overflow, ashr, round_shr, shl
 
-__all__ = ["adder_array_checked", "adder_array_fast", "shift_unit"]
+__all__ = [
+    "adder_array_checked",
+    "adder_array_fast",
+    "scratch_slots_suffice",
+    "shift_unit",
+]
 
 
 @kernel(parallel=True)
@@ -106,10 +111,115 @@ def _sum_terms(buf, offsets, count, n, group, part, acc, add):
                 acc[i] -= part[i]
 
 
+#: The fixed-width adder keeps one ``ROW``-lane scratch row per thread (thread id mod SLOTS) at
+#: the start of the array it reads, and reads rows only from ``ROW_BASE`` on, at 32-bit
+#: offsets: the compiler then proves that the scratch row never overlaps a row it reads, and
+#: drops the run-time overlap checks that otherwise cost more than the additions on short rows.
+ROW = 64
+#: Wider rows (up to ``WIDE`` lanes, run-time width): :func:`_sum_signed_rows_wide`.
+WIDE = 256
+SLOTS = 256
+ROW_BASE = SLOTS * WIDE
+
+
+def scratch_slots_suffice() -> bool:
+    """Whether every numba thread gets its own scratch row (at most ``SLOTS`` threads)."""
+    return get_num_threads() <= SLOTS
+
+
+@kernel
+def _sum_signed_rows(w, tid, offsets, masks, count, group, acc):
+    """``acc[:ROW] += Σ ±w[ROW_BASE + o : ROW_BASE + o + ROW]`` over ``offsets[:count]``.
+
+    A term's sign is its mask ``m`` (0: +, -1: -): ``v ^ m`` is ``v`` or ``-v - 1``, so the
+    masked sum plus the number of negative terms is the signed sum (no sorting by sign).
+    Partial sums of ``group`` terms (``group * (max|v| + 1)`` fits ``w``'s dtype) are kept in
+    thread ``tid``'s scratch row ``w[(tid % SLOTS) * WIDE :][:ROW]``; eight terms per pass.
+    """
+    pb = np.uint64(tid & (SLOTS - 1)) * np.uint64(WIDE)
+    base = np.uint64(ROW_BASE)
+    t = 0
+    while t < count:
+        g_end = min(t + group, count)
+        for i in range(ROW):
+            w[pb + np.uint64(i)] = 0
+        n_neg = 0
+        while t + 8 <= g_end:
+            o0 = np.uint64(offsets[t]) + base
+            o1 = np.uint64(offsets[t + 1]) + base
+            o2 = np.uint64(offsets[t + 2]) + base
+            o3 = np.uint64(offsets[t + 3]) + base
+            o4 = np.uint64(offsets[t + 4]) + base
+            o5 = np.uint64(offsets[t + 5]) + base
+            o6 = np.uint64(offsets[t + 6]) + base
+            o7 = np.uint64(offsets[t + 7]) + base
+            m0, m1, m2, m3 = masks[t], masks[t + 1], masks[t + 2], masks[t + 3]
+            m4, m5, m6, m7 = masks[t + 4], masks[t + 5], masks[t + 6], masks[t + 7]
+            n_neg -= np.int64(m0) + m1 + m2 + m3 + m4 + m5 + m6 + m7
+            for i in range(ROW):
+                u = np.uint64(i)
+                s03 = ((w[o0 + u] ^ m0) + (w[o1 + u] ^ m1)) + ((w[o2 + u] ^ m2) + (w[o3 + u] ^ m3))
+                s47 = ((w[o4 + u] ^ m4) + (w[o5 + u] ^ m5)) + ((w[o6 + u] ^ m6) + (w[o7 + u] ^ m7))
+                w[pb + u] = w[pb + u] + s03 + s47
+            t += 8
+        while t < g_end:
+            o0 = np.uint64(offsets[t]) + base
+            m0 = masks[t]
+            n_neg -= np.int64(m0)
+            for i in range(ROW):
+                u = np.uint64(i)
+                w[pb + u] = w[pb + u] + (w[o0 + u] ^ m0)
+            t += 1
+        for i in range(ROW):
+            acc[i] += w[pb + np.uint64(i)] + n_neg
+
+
+@kernel
+def _sum_signed_rows_wide(w, tid, offsets, masks, count, group, acc, width):
+    """As :func:`_sum_signed_rows` on ``min(width, WIDE)`` lanes instead of ``ROW``."""
+    pb = np.uint64(tid & (SLOTS - 1)) * np.uint64(WIDE)
+    lanes = min(width, WIDE)  # the bound lets the compiler drop the overlap checks
+    base = np.uint64(ROW_BASE)
+    t = 0
+    while t < count:
+        g_end = min(t + group, count)
+        for i in range(lanes):
+            w[pb + np.uint64(i)] = 0
+        n_neg = 0
+        while t + 8 <= g_end:
+            o0 = np.uint64(offsets[t]) + base
+            o1 = np.uint64(offsets[t + 1]) + base
+            o2 = np.uint64(offsets[t + 2]) + base
+            o3 = np.uint64(offsets[t + 3]) + base
+            o4 = np.uint64(offsets[t + 4]) + base
+            o5 = np.uint64(offsets[t + 5]) + base
+            o6 = np.uint64(offsets[t + 6]) + base
+            o7 = np.uint64(offsets[t + 7]) + base
+            m0, m1, m2, m3 = masks[t], masks[t + 1], masks[t + 2], masks[t + 3]
+            m4, m5, m6, m7 = masks[t + 4], masks[t + 5], masks[t + 6], masks[t + 7]
+            n_neg -= np.int64(m0) + m1 + m2 + m3 + m4 + m5 + m6 + m7
+            for i in range(lanes):
+                u = np.uint64(i)
+                s03 = ((w[o0 + u] ^ m0) + (w[o1 + u] ^ m1)) + ((w[o2 + u] ^ m2) + (w[o3 + u] ^ m3))
+                s47 = ((w[o4 + u] ^ m4) + (w[o5 + u] ^ m5)) + ((w[o6 + u] ^ m6) + (w[o7 + u] ^ m7))
+                w[pb + u] = w[pb + u] + s03 + s47
+            t += 8
+        while t < g_end:
+            o0 = np.uint64(offsets[t]) + base
+            m0 = masks[t]
+            n_neg -= np.int64(m0)
+            for i in range(lanes):
+                u = np.uint64(i)
+                w[pb + u] = w[pb + u] + (w[o0 + u] ^ m0)
+            t += 1
+        for i in range(lanes):
+            acc[i] += w[pb + np.uint64(i)] + n_neg
+
+
 @kernel(parallel=True)
 def adder_array_fast(
     buf, index, term_offset, co_list, bias, co_per_group, cg, chan_stride, plane_stride,
-    tile_rows, ho, wo, wq, group, acc_proto, y, b,
+    tile_rows, ho, wo, wq, group, acc_proto, y, b, short, zero_offset,
 ):  # fmt: skip
     """Sum every term of each listed output channel, with no overflow checks.
 
@@ -122,8 +232,9 @@ def adder_array_fast(
 
     Parameters
     ----------
-    buf : int16, int32 or int64 array (flat)
-        Shift buffer of batch item ``b``.
+    buf : int16 or int64 array (flat)
+        ``ROW_BASE`` scratch values, then the shift buffer of batch item ``b`` (offsets below
+        are relative to it), then ``ROW`` spare values.
     index : int8 array (Co, Cg*Kh*Kw*N)
         Weight indices, each channel's flattened in (c, kh, kw, n) order.
     term_offset : int64 array (Cg*Kh*Kw*N,)
@@ -140,13 +251,19 @@ def adder_array_fast(
     tile_rows, ho, wo, wq : int
         Output rows per tile, output size, phase-plane width.
     group : int
-        Terms per partial sum: ``group * max|buf|`` fits ``buf``'s dtype.
+        Terms per partial sum: ``group * (max|buf| + 1)`` fits ``buf``'s dtype.
     acc_proto : int32 or int64 array (1,)
         Its dtype is the accumulator's (int32 when the bound allows it).
     y : int64 array (B, Co, Ho, Wo)
         Output, row ``b`` written for the listed channels.
     b : int
         Batch item.
+    short : bool
+        Sum short wide rows with :func:`_sum_signed_rows` (at most ``ROW`` lanes) or
+        :func:`_sum_signed_rows_wide` (``WIDE`` lanes at a time) instead of whole at once.
+    zero_offset : int
+        Offset of the zeros after the shift buffer (the short path's rows for index 0, as
+        long as the short path's tiles).
     """
     n_pos_max = index.shape[1]
     n_tiles = (ho + tile_rows - 1) // tile_rows
@@ -157,23 +274,49 @@ def adder_array_fast(
         n = (rows * wq + 15) // 16 * 16
         start = (co // co_per_group) * cg * chan_stride + r0 * wq
         row = index[co]
-        offsets = np.empty(n_pos_max, np.int64)
-        for e in range(n_pos_max):  # vectorizes
-            offsets[e] = abs(np.int64(row[e])) * plane_stride + term_offset[e] + start
-        pos = np.empty(n_pos_max, np.int64)
-        neg = np.empty(n_pos_max, np.int64)
-        n_pos = 0
-        n_neg = 0
-        for e in range(n_pos_max):  # branch-free split by sign, zeros dropped
-            j = row[e]
-            pos[n_pos] = offsets[e]
-            neg[n_neg] = offsets[e]
-            n_pos += j > 0
-            n_neg += j < 0
-        acc = np.zeros(n, acc_proto.dtype)
-        part = np.empty(n, buf.dtype)
-        _sum_terms(buf, pos, n_pos, n, group, part, acc, True)
-        _sum_terms(buf, neg, n_neg, n, group, part, acc, False)
+        if short:  # ROW lanes at a time, signs by mask: no sorting, no overlap checks
+            first = np.empty(n_pos_max, np.int64)
+            masks = np.empty(n_pos_max, buf.dtype)
+            for e in range(n_pos_max):  # vectorizes
+                j = np.int64(row[e])
+                o = abs(j) * plane_stride + term_offset[e] + start
+                first[e] = o if j != 0 else zero_offset  # index 0: a row of zeros
+                masks[e] = -1 if j < 0 else 0
+            tid = get_thread_id()
+            blk = np.empty(n_pos_max, np.uint32)
+            if rows * wq <= ROW:
+                n = ROW
+                acc = np.zeros(n, acc_proto.dtype)
+                for e in range(n_pos_max):
+                    blk[e] = first[e]
+                _sum_signed_rows(buf, tid, blk, masks, n_pos_max, group, acc)
+            else:
+                acc = np.zeros(n, acc_proto.dtype)
+                for lane0 in range(0, n, WIDE):
+                    width = min(WIDE, n - lane0)
+                    for e in range(n_pos_max):
+                        blk[e] = first[e] + lane0
+                    acc_blk = acc[lane0 : lane0 + width]
+                    _sum_signed_rows_wide(buf, tid, blk, masks, n_pos_max, group, acc_blk, width)
+        else:
+            offsets = np.empty(n_pos_max, np.int64)
+            for e in range(n_pos_max):  # vectorizes
+                offsets[e] = abs(np.int64(row[e])) * plane_stride + term_offset[e] + start
+            pos = np.empty(n_pos_max, np.int64)
+            neg = np.empty(n_pos_max, np.int64)
+            n_pos = 0
+            n_neg = 0
+            for e in range(n_pos_max):  # branch-free split by sign, zeros dropped
+                j = row[e]
+                pos[n_pos] = offsets[e]
+                neg[n_neg] = offsets[e]
+                n_pos += j > 0
+                n_neg += j < 0
+            acc = np.zeros(n, acc_proto.dtype)
+            part = np.empty(n, buf.dtype)
+            data = buf[ROW_BASE:]
+            _sum_terms(data, pos, n_pos, n, group, part, acc, True)
+            _sum_terms(data, neg, n_neg, n, group, part, acc, False)
         bc = bias[co]
         for r in range(rows):
             for ow in range(wo):
