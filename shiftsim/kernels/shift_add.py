@@ -176,7 +176,11 @@ def _sum_signed_rows(w, tid, offsets, masks, count, group, acc):
 
 @kernel
 def _sum_signed_rows_wide(w, tid, offsets, masks, count, group, acc, width):
-    """As :func:`_sum_signed_rows` on ``min(width, WIDE)`` lanes instead of ``ROW``."""
+    """As :func:`_sum_signed_rows` on ``min(width, WIDE)`` lanes instead of ``ROW``.
+
+    A separate copy on purpose: with the constant ``ROW`` trip count the compiler vectorises
+    :func:`_sum_signed_rows` with no remainder loop, which is what the 7x7 and 14x14 layers need.
+    """
     pb = np.uint64(tid & (SLOTS - 1)) * np.uint64(WIDE)
     lanes = min(width, WIDE)  # the bound lets the compiler drop the overlap checks
     base = np.uint64(ROW_BASE)
