@@ -34,10 +34,20 @@ weight scale is per channel); or, with ``power_of_two=True``, ``M = 1`` and
 half up, ``floor((y_raw * M + 2**(sh-1)) / 2**sh)``, then clamped to the format (to 0 from
 below when a ReLU follows: the ReLU is fused); clamped values are counted as ``clipped``.
 
-*Pooling* on raw integers: max pooling is exact; average pooling sums the window and divides
-rounding half up, ``floor((sum + n // 2) / n)`` for a window of ``n`` values; the scale is
-unchanged. *Add* rescales both operands to the output scale with the same multiplier-and-shift
-rule and adds them, then clamps.
+*Pooling* follows ONNX (and PyTorch). Along an axis of size ``n``, with kernel ``k``, stride
+``s``, dilation ``d`` and pads ``lo``, ``hi``, the pooled size is
+``floor((n + lo + hi - d*(k-1) - 1) / s) + 1``; with ``ceil_mode`` the division rounds up, and
+a last window that would start at or beyond ``n + lo`` (in the bottom or right padding) is
+dropped. Padding never wins a max. An average is the sum of the window's taps inside the
+input divided by the window's divisor ``q``: by default the number of those taps (each window
+has its own divisor: a corner window of a 3x3 pooling with pads 1 divides by 4); with
+``count_include_pad``, the number of taps inside the padded input (pads count as zeros; what
+``ceil_mode`` adds past the bottom or right pad does not count). A window lying entirely in
+the padding is an error. On raw integers max pooling is exact and average pooling rounds half
+up, ``floor((sum + q // 2) / q)``; the scale is unchanged.
+
+*Add* rescales both operands to the output scale with the same multiplier-and-shift rule and
+adds them, then clamps.
 """
 
 from __future__ import annotations
@@ -88,6 +98,23 @@ def _pair(name: str, value: object) -> tuple[int, int]:
     return int(items[0]), int(items[1])
 
 
+def _pads(name: str, value: object) -> tuple[int, int, int, int]:
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if len(items) not in (1, 2, 4) or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in items
+    ):
+        raise ValueError(
+            f"{name} must be one, two or four non-negative ints (top, left, bottom, right), "
+            f"got {value!r}"
+        )
+    p = [int(v) for v in items]
+    if len(p) == 1:
+        return p[0], p[0], p[0], p[0]
+    if len(p) == 2:
+        return p[0], p[1], p[0], p[1]
+    return p[0], p[1], p[2], p[3]
+
+
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Node:
     """One operation of a network.
@@ -109,6 +136,17 @@ class Node:
         ``(out_channels,)`` float bias of a ``conv`` node.
     kernel_size, stride : (int, int), optional
         Window of a pooling node (stride defaults to the kernel size).
+    pads : int, (int, int) or (int, int, int, int), default 0
+        Padding of a pooling node: one value for all sides, ``(rows, cols)`` on both sides, or
+        ``(top, left, bottom, right)`` (ONNX's ``pads`` order). Each must be smaller than the
+        window's extent ``dilation * (kernel - 1) + 1`` along its axis.
+    dilation : (int, int), default (1, 1)
+        Spacing of a pooling window's taps.
+    ceil_mode : bool, default False
+        Round the pooled size up rather than down (see the module notes).
+    count_include_pad : bool, default False
+        Average pooling divides by the taps inside the padded input rather than by the taps
+        inside the input (see the module notes); max pooling ignores it.
     input_hw : (int, int), optional
         The input size a topology layer runs on in :meth:`Network.run_layers`.
     """
@@ -121,6 +159,10 @@ class Node:
     bias: NDArray[np.float64] | None = None
     kernel_size: tuple[int, int] | None = None
     stride: tuple[int, int] | None = None
+    pads: int | tuple[int, ...] = 0
+    dilation: tuple[int, int] = (1, 1)
+    ceil_mode: bool = False
+    count_include_pad: bool = False
     input_hw: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
@@ -151,6 +193,23 @@ class Node:
             set_(self, "kernel_size", _pair(f"{self.name}.kernel_size", self.kernel_size))
             stride = self.kernel_size if self.stride is None else self.stride
             set_(self, "stride", _pair(f"{self.name}.stride", stride))
+            set_(self, "dilation", _pair(f"{self.name}.dilation", self.dilation))
+            pads = _pads(f"{self.name}.pads", self.pads)
+            set_(self, "pads", pads)
+            for flag in ("ceil_mode", "count_include_pad"):
+                if not isinstance(getattr(self, flag), bool):
+                    raise TypeError(
+                        f"{self.name}.{flag} must be a bool, got {getattr(self, flag)!r}"
+                    )
+            kernel, dilation = self.kernel_size, self.dilation
+            assert kernel is not None
+            for axis, (k, d) in enumerate(zip(kernel, dilation)):
+                extent = d * (k - 1) + 1
+                if max(pads[axis], pads[axis + 2]) >= extent:
+                    raise ValueError(
+                        f"{self.name}.pads {pads} must be smaller than the window extent "
+                        f"{extent} along axis {axis}"
+                    )
         if self.op == "add" and len(self.inputs) != 2:
             raise ValueError(f"node {self.name!r}: add takes 2 inputs, got {self.inputs!r}")
 
@@ -339,13 +398,70 @@ def _finish_row(
     return row
 
 
-def _windows(x: NDArray[Any], k: tuple[int, int], s: tuple[int, int]) -> NDArray[Any]:
-    """``(B, C, Ho, Wo, kh, kw)`` view of the pooling windows of ``x``."""
+def _pool_size(n: int, k: int, s: int, d: int, lo: int, hi: int, ceil: bool) -> int:
+    """Pooled size along one axis: ONNX's (and PyTorch's) rule, see the module notes."""
+    span = n + lo + hi - (d * (k - 1) + 1)
+    if span < 0:
+        raise ValueError(f"pooling window {k} (dilation {d}) larger than the padded input {n}")
+    out = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (out - 1) * s >= n + lo:  # the last window must start inside the input
+        out -= 1
+    return out
+
+
+def _pool(node: Node, x: NDArray[Any], fill: Any) -> tuple[NDArray[Any], NDArray[np.int64]]:
+    """Reduce every pooling window of ``x`` and give each window's divisor.
+
+    The reduction is the window's max (``fill`` the smallest value) or its sum (``fill`` 0);
+    the divisor, an ``(Ho, Wo)`` array, counts the taps inside the input, or inside the padded
+    input with ``count_include_pad``.
+    """
+    assert node.kernel_size is not None and node.stride is not None
+    pads = node.pads
+    assert isinstance(pads, tuple)
+    geo = []
+    for axis in range(2):
+        n, k, s, d = (
+            x.shape[2 + axis],
+            node.kernel_size[axis],
+            node.stride[axis],
+            node.dilation[axis],
+        )
+        lo, hi = pads[axis], pads[axis + 2]
+        out = _pool_size(n, k, s, d, lo, hi, node.ceil_mode)
+        need = (out - 1) * s + d * (k - 1) + 1  # padded length the windows reach
+        pos = np.arange(out)[:, None] * s + np.arange(k)[None, :] * d - lo  # input index of taps
+        inside = ((pos >= 0) & (pos < n)).sum(axis=1)
+        if np.any(inside == 0):
+            raise ValueError(f"node {node.name!r}: a pooling window lies entirely in the padding")
+        in_pad = ((pos >= -lo) & (pos < n + hi)).sum(axis=1)
+        geo.append((out, need, k, s, d, lo, inside, in_pad))
+    (ho, need_h, kh, sh, dh, top, in_h, pad_h) = geo[0]
+    (wo, need_w, kw, sw, dw, left, in_w, pad_w) = geo[1]
     h, w = x.shape[2:]
-    if h < k[0] or w < k[1]:
-        raise ValueError(f"pooling window {k} larger than the input {(h, w)}")
-    v = np.lib.stride_tricks.sliding_window_view(x, k, axis=(2, 3))
-    return v[:, :, :: s[0], :: s[1]]
+    xp = np.pad(
+        x,
+        ((0, 0), (0, 0), (top, max(0, need_h - top - h)), (left, max(0, need_w - left - w))),
+        constant_values=fill,
+    )
+    acc: NDArray[Any] | None = None
+    for i in range(kh):
+        for j in range(kw):
+            tap = xp[
+                :,
+                :,
+                i * dh : i * dh + (ho - 1) * sh + 1 : sh,
+                j * dw : j * dw + (wo - 1) * sw + 1 : sw,
+            ]
+            if acc is None:
+                acc = tap.copy()
+            elif node.op == "maxpool":
+                np.maximum(acc, tap, out=acc)
+            else:
+                acc += tap
+    assert acc is not None
+    count = np.outer(pad_h, pad_w) if node.count_include_pad else np.outer(in_h, in_w)
+    return acc, count.astype(np.int64)
 
 
 def conv_float(
@@ -848,11 +964,10 @@ def _float_op(node: Node, args: list[NDArray[np.float64]]) -> NDArray[np.float64
         return args[0].reshape(len(args[0]), -1)
     if node.op == "global_avgpool":
         return args[0].mean(axis=(2, 3), keepdims=True)
-    assert node.kernel_size is not None and node.stride is not None
-    win = _windows(args[0], node.kernel_size, node.stride)
     if node.op == "maxpool":
-        return win.max(axis=(4, 5))
-    return win.mean(axis=(4, 5))
+        return _pool(node, args[0], -np.inf)[0]
+    total, count = _pool(node, args[0], 0.0)
+    return total / count
 
 
 def _int_op(node: Node, raw: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -862,12 +977,10 @@ def _int_op(node: Node, raw: NDArray[np.int64]) -> NDArray[np.int64]:
     if node.op == "global_avgpool":
         n = raw.shape[2] * raw.shape[3]
         return (raw.sum(axis=(2, 3), keepdims=True) + n // 2) // n
-    assert node.kernel_size is not None and node.stride is not None
-    win = _windows(raw, node.kernel_size, node.stride)
-    if node.op == "maxpool":
-        return win.max(axis=(4, 5))
-    n = node.kernel_size[0] * node.kernel_size[1]
-    return (win.sum(axis=(4, 5)) + n // 2) // n
+    if node.op == "maxpool":  # padding never wins: every window holds an input value
+        return _pool(node, raw, np.iinfo(np.int64).min)[0]
+    total, n = _pool(node, raw, 0)
+    return (total + n // 2) // n
 
 
 def _analytic(layer: Any, datapath: Datapath, hardware: Any, code: Any, x: Any) -> Counts:

@@ -278,3 +278,25 @@ def hardware_configs(draw, max_units=9):
         clock_hz=1e8,
         pipelined=draw(_st.booleans()),
     )
+
+
+# --- pooling geometry (network pooling, ONNX MaxPool/AveragePool) -------------------------
+
+
+@_st.composite
+def pool_params(draw, max_size=7):
+    """Input ``(h, w)`` and pooling attributes: kernel, stride, dilation, pads (each below
+    the window's extent), ceil_mode, count_include_pad; the window may not fit the input."""
+    k = tuple(draw(_st.integers(1, 3)) for _ in range(2))
+    d = tuple(draw(_st.integers(1, 2)) for _ in range(2))
+    ext = [di * (ki - 1) + 1 for ki, di in zip(k, d)]
+    pads = tuple(draw(_st.integers(0, ext[i % 2] - 1)) for i in range(4))
+    return {
+        "hw": tuple(draw(_st.integers(1, max_size)) for _ in range(2)),
+        "kernel_size": k,
+        "stride": tuple(draw(_st.integers(1, 3)) for _ in range(2)),
+        "dilation": d,
+        "pads": pads,
+        "ceil_mode": draw(_st.booleans()),
+        "count_include_pad": draw(_st.booleans()),
+    }
