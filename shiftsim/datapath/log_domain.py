@@ -70,6 +70,7 @@ from shiftsim.datapath.base import (
     float_operands,
     to_nchw_int64,
 )
+from shiftsim.datapath.hardware_desc import HardwareDesc, log_desc
 from shiftsim.formats import FixedFormat, LogFormat, Overflow, check_int
 from shiftsim.kernels import log_domain as kern
 from shiftsim.layers import Conv2d, Linear
@@ -227,6 +228,10 @@ class LogDatapath(Datapath):
         return self.act.e_max * (self.k // self.act.k) + self.weight.e_max * (
             self.k // self.weight.k
         )
+
+    def hardware_desc(self) -> HardwareDesc:
+        """Describe the hardware of this datapath to the cost models (SPEC §7)."""
+        return log_desc(self)
 
     @property
     def out_format(self) -> FixedFormat:

@@ -36,6 +36,7 @@ from shiftsim.datapath.base import (
     float_operands,
     to_nchw_int64,
 )
+from shiftsim.datapath.hardware_desc import HardwareDesc, mac_desc
 from shiftsim.formats import FixedFormat, Overflow, check_int
 from shiftsim.kernels.mac import conv_mac
 from shiftsim.layers import Conv2d, Linear
@@ -122,6 +123,10 @@ class FixedMacDatapath(Datapath):
         check_int("acc_bits", self.acc_bits, 2, 62)
         if not isinstance(self.overflow, Overflow):
             raise TypeError(f"overflow must be an Overflow, got {self.overflow!r}")
+
+    def hardware_desc(self) -> HardwareDesc:
+        """Describe the hardware of this datapath to the cost models (SPEC §7)."""
+        return mac_desc(self)
 
     @property
     def out_format(self) -> FixedFormat:

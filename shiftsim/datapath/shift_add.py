@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from shiftsim.counts import Counts
 from shiftsim.datapath.base import INT64_MAX, Datapath, LayerResult, Prepared
+from shiftsim.datapath.hardware_desc import HardwareDesc, shift_desc
 from shiftsim.formats import FixedFormat, Overflow, Rounding, as_float_array, check_int
 from shiftsim.kernels import shift_add as _k
 from shiftsim.layers import Conv2d, Linear
@@ -149,6 +150,10 @@ class ShiftAddDatapath(Datapath):
     def max_shift(self) -> int:
         """S = 2**(bits-1) - 1 + N - 2, the largest shift the shift unit makes."""
         return (1 << (self.bits - 1)) - 1 + self.n_codebooks - 2
+
+    def hardware_desc(self) -> HardwareDesc:
+        """Describe the hardware of this datapath to the cost models (SPEC §7)."""
+        return shift_desc(self)
 
     @property
     def out_format(self) -> FixedFormat:
