@@ -9,8 +9,9 @@ The formulas are in the package docstring of :mod:`shiftsim.cycle`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -46,6 +47,7 @@ __all__ = [
     "parallel_outputs",
     "pass_table",
     "plan",
+    "smallest_tile_needs",
     "tapped",
 ]
 
@@ -196,23 +198,9 @@ def _tile_chunks(g: Geometry, a_units: int, ct: int) -> dict[str, NDArray[np.int
     }
 
 
-def pass_table(
-    g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int
-) -> dict[str, NDArray[np.int64]]:
-    """The passes of one batch element, in schedule order, as int64 arrays.
-
-    A *pass* is one chunk (``A`` consecutive outputs of a weight tile's sweep) over one
-    input-channel tile. Order: tiles ``t`` of ``tile_co`` output channels, their chunks ``k``,
-    the input-channel tiles ``ci`` of ``tile_c`` channels per group. Keys: ``t``, ``k``,
-    ``ci``, ``tcl`` (channels per group in the pass), ``ct`` (the tile's output channels),
-    ``length`` (L), ``rows``/``new_rows`` (tapped rows of the window / not yet loaded in the
-    sweep), ``box``/``new_box`` (tapped positions of the window / not in the previous
-    chunk's window of the sweep), ``distinct_co``, ``groups`` (groups the tile spans),
-    ``reads`` (sum over the chunk's positions of real taps times groups read there: distinct
-    input words per cycle, summed over a pass's ``Kh*Kw`` taps, per channel), ``same_co``
-    (every unit computes the same output channel as in the previous chunk).
-    """
-    a_units = parallel_outputs(p, hw)
+@functools.lru_cache(maxsize=64)
+def _chunk_table(g: Geometry, a_units: int, tile_co: int) -> dict[str, NDArray[np.int64]]:
+    """The chunks of one element for weight tiles of ``tile_co`` (see :func:`pass_table`)."""
     cog = g.co // g.groups
     n_full, rest = divmod(g.co, tile_co)
     parts = []
@@ -238,7 +226,29 @@ def pass_table(
         part = {k: tl[k] for k in keep}
         part.update(t=t, ct=np.full(len(t), ct, np.int64), groups=ng_t, reads=reads)
         parts.append(part)
-    chunks = {k: np.concatenate([pt[k] for pt in parts]) for k in parts[0]}
+    out = {k: np.concatenate([pt[k] for pt in parts]) for k in parts[0]}
+    for v in out.values():
+        v.flags.writeable = False
+    return out
+
+
+def pass_table(
+    g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int
+) -> dict[str, NDArray[np.int64]]:
+    """The passes of one batch element, in schedule order, as int64 arrays.
+
+    A *pass* is one chunk (``A`` consecutive outputs of a weight tile's sweep) over one
+    input-channel tile. Order: tiles ``t`` of ``tile_co`` output channels, their chunks ``k``,
+    the input-channel tiles ``ci`` of ``tile_c`` channels per group. Keys: ``t``, ``k``,
+    ``ci``, ``tcl`` (channels per group in the pass), ``ct`` (the tile's output channels),
+    ``length`` (L), ``rows``/``new_rows`` (tapped rows of the window / not yet loaded in the
+    sweep), ``box``/``new_box`` (tapped positions of the window / not in the previous
+    chunk's window of the sweep), ``distinct_co``, ``groups`` (groups the tile spans),
+    ``reads`` (sum over the chunk's positions of real taps times groups read there: distinct
+    input words per cycle, summed over a pass's ``Kh*Kw`` taps, per channel), ``same_co``
+    (every unit computes the same output channel as in the previous chunk).
+    """
+    chunks = _chunk_table(g, parallel_outputs(p, hw), tile_co)
     m = -(-g.cg // tile_c)
     out = {k: np.repeat(v, m) for k, v in chunks.items()}
     ci = np.tile(np.arange(m, dtype=np.int64), len(chunks["t"]))
@@ -274,8 +284,8 @@ class Plan:
     dataflow : str
         ``"ws"`` when the units keep their weights in their register files across the
         output positions they compute (one output channel per unit), else ``"os"``.
-    table : dict of str to ndarray
-        :func:`pass_table` of one element.
+    chunks : dict of str to ndarray
+        The chunks of one element (:func:`pass_table` before the input-channel tiles).
     """
 
     tile_co: int
@@ -283,59 +293,109 @@ class Plan:
     weights: int
     input_resident: bool
     dataflow: str
-    table: dict[str, NDArray[np.int64]]
+    chunks: dict[str, NDArray[np.int64]] = field(repr=False)
+    cg: int = field(repr=False, default=1)
 
     @property
     def n_tiles(self) -> int:
         """Weight tiles (sweeps over the image) per batch element."""
-        return int(self.table["t"][-1]) + 1
+        return int(self.chunks["t"][-1]) + 1
 
     @property
     def n_ctiles(self) -> int:
         """Input-channel tiles per chunk."""
-        return int(self.table["ci"].max()) + 1
+        return -(-self.cg // self.tile_c)
+
+    @functools.cached_property
+    def table(self) -> dict[str, NDArray[np.int64]]:
+        """:func:`pass_table` of one element."""
+        return _expand(self.chunks, self.cg, self.tile_c)
+
+
+def _expand(
+    chunks: dict[str, NDArray[np.int64]], cg: int, tile_c: int
+) -> dict[str, NDArray[np.int64]]:
+    """Repeat every chunk once per input-channel tile (``ci``, ``tcl`` added)."""
+    m = -(-cg // tile_c)
+    out = {k: np.repeat(v, m) for k, v in chunks.items()}
+    ci = np.tile(np.arange(m, dtype=np.int64), len(chunks["t"]))
+    out["ci"] = ci
+    out["tcl"] = np.minimum(tile_c, cg - ci * tile_c)
+    return out
 
 
 def _next(arr: NDArray[np.int64], first: NDArray[np.int64], more: bool) -> NDArray[np.int64]:
-    """``arr`` of the following pass (the next element's first when there is one, else 0)."""
+    """``arr`` of the following chunk (the next element's first when there is one, else 0)."""
     tail = first[:1] if more else np.zeros(1, np.int64)
     return np.concatenate((arr[1:], tail))
+
+
+def _weight_mode(g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int) -> int:
+    k = g.cg * g.kh * g.kw * p.weight_bits
+    cap_w = hw.weight_buffer_bytes * 8
+    if g.co * k <= cap_w:
+        return WEIGHTS_RESIDENT
+    if 2 * min(tile_co, g.co) * k <= cap_w:
+        return WEIGHTS_SWEEP
+    return WEIGHTS_PASS
+
+
+def _input_resident(g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int) -> bool:
+    rows = int(tapped(g)[0].sum())
+    return bool(
+        tile_c >= g.cg
+        and g.groups == 1
+        and tile_co < g.co
+        and 2 * rows * g.c * g.w * p.act_bits <= hw.input_buffer_bytes * 8
+    )
 
 
 def buffer_needs(
     g: Geometry,
     p: HardwareDesc,
     hw: Hardware,
-    table: dict[str, NDArray[np.int64]],
+    chunks: dict[str, NDArray[np.int64]],
+    tile_c: int,
     weights: int,
     input_resident: bool,
 ) -> dict[str, int]:
-    """Bits each buffer must hold for this mapping (double-buffered where it loads ahead)."""
-    tb = table
-    line = int(tb["ci"].max()) == 0
-    chans = tb["groups"] * tb["tcl"]
+    """Bits each buffer must hold for this mapping (double-buffered where it loads ahead).
+
+    Line mode (one input-channel tile): the rows of a chunk's window plus the next chunk's
+    new rows, all the tile's channels (or every tapped row of two elements when resident);
+    shift buffer: the window's positions plus the next chunk's new ones, ``P-1`` words each.
+    Box mode: two consecutive passes' windows, their channels. Weights: all, two tiles, or
+    two chunks' slices. Output: two chunks of results.
+    """
+    ch = chunks
+    m = -(-g.cg // tile_c)
     more = g.batch > 1
     word = p.words_per_input * p.word_bits
-    if line:
-        cur = tb["rows"] * chans
+    if m == 1:
+        chans = ch["groups"] * g.cg
+        cur = ch["rows"] * chans
         if input_resident:
             inp = 2 * int(tapped(g)[0].sum()) * g.c * g.w * p.act_bits
         else:
-            inp = int((cur + _next(tb["new_rows"] * chans, cur, more)).max()) * g.w * p.act_bits
-        cur_b = tb["box"] * chans
-        shift = int((cur_b + _next(tb["new_box"] * chans, cur_b, more)).max()) * word
-    else:
-        cur_b = tb["box"] * chans
-        both = int((cur_b + _next(cur_b, cur_b, more)).max())
+            inp = int((cur + _next(ch["new_rows"] * chans, cur, more)).max()) * g.w * p.act_bits
+        cur_b = ch["box"] * chans
+        both = int((cur_b + _next(ch["new_box"] * chans, cur_b, more)).max())
+        shift = both * word
+    else:  # two consecutive passes: within a chunk, or a chunk's last and the next's first
+        last = g.cg - (m - 1) * tile_c
+        vol = ch["box"] * ch["groups"]
+        inside = int(vol.max()) * (2 * tile_c if m > 2 else tile_c + last)
+        across = int((vol * last + _next(vol * tile_c, vol * tile_c, more)).max())
+        both = max(inside, across)
         inp = both * p.act_bits
         shift = both * word
     k = g.kh * g.kw * p.weight_bits
     if weights == WEIGHTS_RESIDENT:
         wgt = g.co * g.cg * k
     elif weights == WEIGHTS_SWEEP:
-        wgt = 2 * int(tb["ct"].max()) * g.cg * k
+        wgt = 2 * int(ch["ct"].max()) * g.cg * k
     else:
-        wgt = 2 * int((tb["distinct_co"] * tb["tcl"]).max()) * k
+        wgt = 2 * int(ch["distinct_co"].max()) * min(tile_c, g.cg) * k
     return {
         "input_buffer_bytes": inp,
         "shift_buffer_bytes": shift if p.has_shift_unit else 0,
@@ -446,6 +506,36 @@ def compulsory_dram_bytes(g: Geometry, p: HardwareDesc) -> int:
     return -(-inputs // 8) + -(-weights // 8) + -(-outputs // 8)
 
 
+def _dram_bytes(g: Geometry, p: HardwareDesc, pl: Plan) -> int:
+    """DRAM bytes of ``pl`` summed per chunk (the closed form of :func:`hardware_counts`)."""
+    ch = pl.chunks
+    m = pl.n_ctiles
+    last = g.cg - (m - 1) * pl.tile_c
+
+    def per_pass(bits_per_channel: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Bytes of the chunk's passes when a pass moves ``bits_per_channel * tcl`` bits."""
+        return (m - 1) * _cdiv(bits_per_channel * pl.tile_c, 8) + _cdiv(bits_per_channel * last, 8)
+
+    k = g.kh * g.kw * p.weight_bits
+    if m == 1 and pl.input_resident:
+        inp = np.zeros(1, np.int64) + _cdiv(int(tapped(g)[0].sum()) * g.c * g.w * p.act_bits, 8)
+    elif m == 1:
+        inp = _cdiv(ch["new_rows"] * ch["groups"] * g.cg * g.w * p.act_bits, 8)
+    else:
+        inp = per_pass(ch["box"] * ch["groups"] * p.act_bits)
+    if pl.weights == WEIGHTS_SWEEP:
+        wgt = (ch["k"] == 0) * per_pass(ch["ct"] * k)
+    elif pl.weights == WEIGHTS_PASS:
+        wgt = per_pass(ch["distinct_co"] * k)
+    else:
+        wgt = np.zeros(1, np.int64)
+    out = _cdiv(ch["length"] * p.acc_bits, 8)
+    total = g.batch * int(inp.sum() + wgt.sum() + out.sum())
+    if pl.weights == WEIGHTS_RESIDENT:
+        total += int(_cdiv(g.co * g.cg * k, 8))
+    return total
+
+
 def _candidates(limit: int, unit: int) -> list[int]:
     """``limit``, the multiples ``unit * 2**j`` below it and ``unit / 2**j`` down to 1."""
     vals = {limit}
@@ -466,32 +556,34 @@ def _mapping(
     g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int
 ) -> tuple[Plan, dict[str, int]]:
     """The plan of these tiles (weight placement and input residency chosen) and its needs."""
-    tb = pass_table(g, p, hw, tile_co, tile_c)
-    k = g.kh * g.kw * p.weight_bits
-    cap_w = hw.weight_buffer_bytes * 8
-    if g.co * g.cg * k <= cap_w:
-        weights = WEIGHTS_RESIDENT
-    elif 2 * min(tile_co, g.co) * g.cg * k <= cap_w:
-        weights = WEIGHTS_SWEEP
-    else:
-        weights = WEIGHTS_PASS
-    line = tile_c >= g.cg
-    resident = bool(
-        line
-        and g.groups == 1
-        and tile_co < g.co
-        and 2 * int(tapped(g)[0].sum()) * g.c * g.w * p.act_bits <= hw.input_buffer_bytes * 8
-    )
     a_units = parallel_outputs(p, hw)
+    chunks = _chunk_table(g, a_units, tile_co)
+    weights = _weight_mode(g, p, hw, tile_co)
+    resident = _input_resident(g, p, hw, tile_co, tile_c)
     per_unit = g.cg * g.kh * g.kw * p.passes
-    ws = line and a_units % tile_co == 0 and per_unit <= hw.weight_rf_entries
-    ws = ws and bool(tb["same_co"].any())
-    pl = Plan(tile_co, tile_c, weights, resident, "ws" if ws else "os", tb)
-    return pl, buffer_needs(g, p, hw, tb, weights, resident)
+    ws = tile_c >= g.cg and a_units % tile_co == 0 and per_unit <= hw.weight_rf_entries
+    ws = ws and bool(chunks["same_co"].any())
+    pl = Plan(tile_co, tile_c, weights, resident, "ws" if ws else "os", chunks, g.cg)
+    return pl, buffer_needs(g, p, hw, chunks, tile_c, weights, resident)
 
 
 def _fits(needs: dict[str, int], hw: Hardware) -> bool:
     return all(bits <= getattr(hw, name) * 8 for name, bits in needs.items())
+
+
+def smallest_tile_needs(g: Geometry, p: HardwareDesc, hw: Hardware) -> dict[str, int]:
+    """Bytes each buffer needs for the smallest legal tile (one output and one input channel).
+
+    The weights reloaded every pass (or all resident when that is less), the inputs not
+    resident. A machine whose buffers hold these maps the layer (:func:`plan` refuses a
+    machine only when no tile fits, naming the first buffer short of these).
+    """
+    chunks = _chunk_table(g, parallel_outputs(p, hw), 1)
+    needs = buffer_needs(g, p, hw, chunks, 1, WEIGHTS_PASS, False)
+    resident = buffer_needs(g, p, hw, chunks, 1, WEIGHTS_RESIDENT, False)
+    key = "weight_buffer_bytes"
+    needs[key] = min(needs[key], resident[key])
+    return {name: -(-bits // 8) for name, bits in needs.items()}
 
 
 def plan(
@@ -504,13 +596,13 @@ def plan(
 ) -> Plan:
     """Choose the mapping of a layer onto ``hw``: tiles, weight placement, dataflow.
 
-    Output-stationary candidates: for each output-channel tile size (``Co``, multiples and
-    divisors of ``A`` by powers of two, 1), the largest input-channel tile whose buffers
-    fit; the one with the least DRAM traffic wins (then the fewest cycles). Weight-stationary
-    candidates: output-channel tiles dividing ``A`` (each unit keeps one output channel's
-    weights in its register file across the positions it computes), no input-channel tiles.
-    ``hw.dataflow`` picks the set; ``"auto"`` takes the lower ``energy(plan)`` of the two
-    best (DRAM traffic when ``energy`` is None).
+    Candidates: for each output-channel tile size (``Co``, multiples and divisors of ``A``
+    by powers of two, 1), the largest input-channel tile whose buffers fit (for a given
+    output tile the largest moves the least DRAM data). ``hw.dataflow``: ``"os"`` takes
+    the candidate with the least DRAM traffic (then the largest tile), ``"ws"`` the best
+    weight-stationary candidate (output tiles dividing ``A``, every unit keeping one output
+    channel's weights in its register file across the positions it computes) when there
+    is one, ``"auto"`` the lower ``energy(plan)`` of the two.
 
     Raises
     ------
@@ -519,33 +611,33 @@ def plan(
         reloaded every pass) does not fit: naming ``where``, the buffer and the bytes needed.
     """
     a_units = parallel_outputs(p, hw)
-    cands: dict[str, list[tuple[tuple[int, int, int], Plan]]] = {"os": [], "ws": []}
+    found: list[tuple[tuple[int, int], Plan]] = []
     for tile_co in _candidates(g.co, a_units):
         for tile_c in _candidates(g.cg, hw.tree_width):
             pl, needs = _mapping(g, p, hw, tile_co, tile_c)
             if _fits(needs, hw):
-                c = hardware_counts(g, p, hw, pl)
-                key = (c["dram_read_bytes"] + c["dram_write_bytes"], c["cycles"], -tile_co)
-                cands[pl.dataflow].append((key, pl))
+                found.append(((_dram_bytes(g, p, pl), -tile_co), pl))
                 break  # the largest fitting input-channel tile of this output tile
-    if not cands["os"] and not cands["ws"]:
-        _, needs = _mapping(g, p, hw, 1, 1)
-        for name, bits in needs.items():
-            if bits > getattr(hw, name) * 8:
+    if not found:
+        needs = smallest_tile_needs(g, p, hw)
+        for name, need in needs.items():
+            if need > getattr(hw, name):
                 raise ValueError(
                     f"{where}: {name}={getattr(hw, name)} is too small for this layer: the"
                     f" smallest tile (1 output channel, 1 input channel) needs at least"
-                    f" {-(-bits // 8)} bytes"
+                    f" {need} bytes"
                 )
         raise AssertionError("no mapping fits, yet the smallest tile does")  # pragma: no cover
-    best = {k: min(v, key=lambda kv: kv[0])[1] for k, v in cands.items() if v}
-    if hw.dataflow in best:
-        return best[hw.dataflow]
-    if len(best) == 1 or hw.dataflow != "auto":
-        return next(iter(best.values()))
+    least = min(found, key=lambda kv: kv[0])[1]
+    ws = [kv for kv in found if kv[1].dataflow == "ws"]
+    if hw.dataflow == "os" or not ws:
+        return least
+    best_ws = min(ws, key=lambda kv: kv[0])[1]
+    if hw.dataflow == "ws" or best_ws is least:
+        return best_ws
     if energy is None:
-        return min(cands["os"] + cands["ws"], key=lambda kv: kv[0])[1]
-    return min((best["os"], best["ws"]), key=energy)
+        return least
+    return min((least, best_ws), key=energy)
 
 
 def map_layer(
