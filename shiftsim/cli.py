@@ -125,9 +125,15 @@ def _add_datapath(p: argparse.ArgumentParser) -> None:
     g.add_argument("--level", choices=["functional", "golden", "cycle"], default="functional")
     g.add_argument(
         "--hardware",
-        choices=["none", "edge", "paper"],
+        choices=["none", "tiny", "edge", "paper"],
         default="none",
         help="add analytic cycles and energy for this machine",
+    )
+    g.add_argument(
+        "--dataflow",
+        choices=["auto", "os", "ws"],
+        default="auto",
+        help="with --hardware: output-stationary, weight-stationary, or the lower-energy one",
     )
     g.add_argument(
         "--power-of-two", action="store_true", help="requantise between layers by shifts only"
@@ -253,7 +259,7 @@ def _hardware(args: argparse.Namespace) -> Any:
         return None
     from shiftsim.hardware import Hardware
 
-    return getattr(Hardware, args.hardware)()
+    return getattr(Hardware, args.hardware)().replace(dataflow=args.dataflow)
 
 
 def _source(args: argparse.Namespace) -> tuple[Any, Any, Any]:

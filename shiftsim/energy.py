@@ -288,6 +288,8 @@ class EnergyTable:
         sab = hw.sram_access_bits
         word = p.word_bits if p.kind == KIND_SHIFT else p.act_bits
         rf_bytes = hw.weight_rf_entries * p.pass_weight_bits / 8
+        # a unit reads the weights of its T selectors in one access (a lane: its own)
+        rf_width = p.pass_weight_bits * (1 if p.serial_lanes else hw.tree_width)
         psum_bytes = p.passes * 9 * p.acc_bits / 8  # a 3x3 step's partial sums per unit
         return {
             "add_pj": self.add_pj(p.acc_bits),
@@ -296,7 +298,7 @@ class EnergyTable:
             "shift_pj": self.add_pj(p.word_bits) if p.kind == KIND_SHIFT else 0.0,
             "select_pj": self.select_pj_per_bit * word,
             "multicast_pj_per_bit": self.multicast_pj_per_bit,
-            "weight_rf_pj_per_bit": self.storage_pj_per_bit(rf_bytes, p.pass_weight_bits),
+            "weight_rf_pj_per_bit": self.storage_pj_per_bit(rf_bytes, rf_width),
             "psum_rf_pj_per_bit": self.storage_pj_per_bit(psum_bytes, p.acc_bits),
             "input_buffer_pj_per_bit": self.storage_pj_per_bit(hw.input_buffer_bytes, sab),
             "shift_buffer_pj_per_bit": self.storage_pj_per_bit(hw.shift_buffer_bytes, sab),
@@ -317,6 +319,7 @@ class EnergyTable:
         e = self.per_event(p, hw)
         sab = hw.sram_access_bits
         word = p.word_bits if p.kind == KIND_SHIFT else p.act_bits
+        rf_width = p.pass_weight_bits * (1 if p.serial_lanes else hw.tree_width)
 
         def table(name: str, **actions: float) -> dict[str, Any]:
             acts = [{"name": k, "arguments": None, "energy": float(v)} for k, v in actions.items()]
@@ -329,7 +332,7 @@ class EnergyTable:
             table("shifter", shift=e["shift_pj"]),
             table("selector", select=e["select_pj"]),
             table("multicast", transfer=e["multicast_pj_per_bit"] * word),
-            table("weight_rf", access=e["weight_rf_pj_per_bit"] * p.pass_weight_bits),
+            table("weight_rf", access=e["weight_rf_pj_per_bit"] * rf_width),
             table("psum_rf", access=e["psum_rf_pj_per_bit"] * p.acc_bits),
         ]
         for buf in ("input_buffer", "shift_buffer", "weight_buffer", "output_buffer"):
@@ -391,7 +394,8 @@ class ErtTable(EnergyTable):
             fields["multicast_pj_per_bit"] = got["multicast"]["transfer"] / word
         if "dram" in got:
             fields["dram_pj"] = got["dram"]["access"]
-        widths = {"weight_rf": p.pass_weight_bits, "psum_rf": p.acc_bits}
+        rf_width = p.pass_weight_bits * (1 if p.serial_lanes else hw.tree_width)
+        widths = {"weight_rf": rf_width, "psum_rf": p.acc_bits}
         for level in ("weight_rf", "psum_rf", "input_buffer", "shift_buffer", "weight_buffer",
                       "output_buffer"):  # fmt: skip
             if level in got:

@@ -129,7 +129,8 @@ class Hardware:
         Assumed here: 64 accumulation units with 16-input adder trees (1,024 selectors),
         a 32-input shift unit, a 128-bit DRAM port, 200 MHz, and on-chip memory of the size
         of a mid-range FPGA's block RAM (128 KiB input, 512 KiB shift buffer, 1 MiB
-        weights, 32 KiB output), 1024-entry weight register files per unit.
+        weights, 32 KiB output), 4608-entry weight register files per unit
+        (a 3x3 filter of 256 channels at N = 2).
         """
         kib = 1024
         return cls(
@@ -142,6 +143,7 @@ class Hardware:
             output_buffer_bytes=32 * kib,
             dram_bytes_per_cycle=16,
             clock_hz=200e6,
+            weight_rf_entries=4608,
         )
 
     @classmethod
@@ -150,7 +152,7 @@ class Hardware:
 
         4 accumulation units with 4-input trees (16 selectors), a 4-input shift unit, a
         32-bit DRAM port at 50 MHz, 8 KiB input, 16 KiB shift, 16 KiB weight and 4 KiB
-        output buffers, 64-entry weight register files. Every packaged topology maps onto
+        output buffers, 288-entry weight register files. Every packaged topology maps onto
         it: layers that do not fit are cut into output-channel and input-channel tiles.
         """
         kib = 1024
@@ -164,7 +166,7 @@ class Hardware:
             output_buffer_bytes=4 * kib,
             dram_bytes_per_cycle=4,
             clock_hz=50e6,
-            weight_rf_entries=64,
+            weight_rf_entries=288,
         )
 
     @classmethod
@@ -173,7 +175,7 @@ class Hardware:
 
         16 accumulation units with 8-input trees (128 selectors), an 8-input shift unit,
         a 64-bit DRAM port at 100 MHz, 32 KiB input, 128 KiB shift, 160 KiB weight and
-        8 KiB output buffers, 256-entry weight register files; layers that do not fit are
+        8 KiB output buffers, 1152-entry weight register files; layers that do not fit are
         tiled (:mod:`shiftsim.cycle`).
         """
         kib = 1024
@@ -187,5 +189,5 @@ class Hardware:
             output_buffer_bytes=8 * kib,
             dram_bytes_per_cycle=8,
             clock_hz=100e6,
-            weight_rf_entries=256,
+            weight_rf_entries=1152,
         )
