@@ -185,8 +185,11 @@ def _gemm(b: OnnxBuilder, node: Any) -> None:
     if node.op_type == "Gemm" and a.get("transA", 0):
         raise b.fail(node, "transA is not supported")
     if not b.is_const(node.input[1]):
-        raise b.fail(node, "the weight must be a constant initializer (a product of two "
-                           "computed tensors is not supported)")  # fmt: skip
+        raise b.fail(
+            node,
+            "the weight must be a constant initializer (a product of two "
+            "computed tensors is not supported)",
+        )
     w = b.const(node, node.input[1], "the weight")
     if w.ndim != 2:
         raise b.fail(node, f"the weight must be 2-D, got shape {w.shape}")
@@ -221,14 +224,20 @@ def _batchnorm(b: OnnxBuilder, node: Any) -> None:
         w = prev.weight * s.reshape((-1,) + (1,) * (prev.weight.ndim - 1))
         bias0 = prev.bias if prev.bias is not None else np.zeros(len(s))
         bias = (bias0 - mean) * s + beta
-        b.replace(i, Conv(name=prev.name, layer=prev.layer, weight=w, bias=bias,
-                          inputs=prev.inputs))  # fmt: skip
+        b.replace(
+            i, Conv(name=prev.name, layer=prev.layer, weight=w, bias=bias, inputs=prev.inputs)
+        )
         b.alias(node, x)
         return
     shape = b.shape(node, x)
     tail = (1,) * (len(shape) - 2)
-    b.make(node, "affine", mul=s.reshape(-1, *tail), add=(beta - mean * s).reshape(-1, *tail),
-           inputs=(_x(b, node),))  # fmt: skip
+    b.make(
+        node,
+        "affine",
+        mul=s.reshape(-1, *tail),
+        add=(beta - mean * s).reshape(-1, *tail),
+        inputs=(_x(b, node),),
+    )
 
 
 # ------------------------------------------------------------------------- elementwise
@@ -256,8 +265,16 @@ def _arith(b: OnnxBuilder, node: Any) -> None:
             prev = b.nodes[i]
             assert isinstance(prev, Conv)
             bias0 = prev.bias if prev.bias is not None else np.zeros(len(vec))
-            b.replace(i, Conv(name=prev.name, layer=prev.layer, weight=prev.weight,
-                              bias=bias0 + vec, inputs=prev.inputs))  # fmt: skip
+            b.replace(
+                i,
+                Conv(
+                    name=prev.name,
+                    layer=prev.layer,
+                    weight=prev.weight,
+                    bias=bias0 + vec,
+                    inputs=prev.inputs,
+                ),
+            )
             b.alias(node, tensor)
             return
         b.make(node, "affine", add=add, inputs=(src,))
@@ -296,8 +313,13 @@ def _nary(b: OnnxBuilder, node: Any) -> None:
 
 @converter("Relu", "Neg", "Sigmoid", "Tanh", "HardSwish")
 def _unary(b: OnnxBuilder, node: Any) -> None:
-    ops = {"Relu": "relu", "Neg": "neg", "Sigmoid": "sigmoid", "Tanh": "tanh",
-           "HardSwish": "hard_swish"}  # fmt: skip
+    ops = {
+        "Relu": "relu",
+        "Neg": "neg",
+        "Sigmoid": "sigmoid",
+        "Tanh": "tanh",
+        "HardSwish": "hard_swish",
+    }
     b.make(node, ops[node.op_type], inputs=(_x(b, node),))
 
 
@@ -309,8 +331,13 @@ def _leaky(b: OnnxBuilder, node: Any) -> None:
 @converter("HardSigmoid")
 def _hard_sigmoid(b: OnnxBuilder, node: Any) -> None:
     a = attrs(node)
-    b.make(node, "hard_sigmoid", alpha=float(a.get("alpha", 0.2)), beta=float(a.get("beta", 0.5)),
-           inputs=(_x(b, node),))  # fmt: skip
+    b.make(
+        node,
+        "hard_sigmoid",
+        alpha=float(a.get("alpha", 0.2)),
+        beta=float(a.get("beta", 0.5)),
+        inputs=(_x(b, node),),
+    )
 
 
 @converter("PRelu")
@@ -371,8 +398,12 @@ def _pool(b: OnnxBuilder, node: Any) -> None:
         raise b.fail(node, "pads cannot be given with auto_pad=VALID")
     strides = _ints(b, node, a, "strides", 2, 1)
     dilations = _ints(b, node, a, "dilations", 2, 1)
-    for key, values, low in (("kernel_shape", k, 1), ("strides", strides, 1),
-                             ("dilations", dilations, 1), ("pads", pads, 0)):  # fmt: skip
+    for key, values, low in (
+        ("kernel_shape", k, 1),
+        ("strides", strides, 1),
+        ("dilations", dilations, 1),
+        ("pads", pads, 0),
+    ):
         if min(values) < low:
             raise b.fail(node, f"{key} must be at least {low}, got {values}")
     flags = {}
@@ -423,8 +454,13 @@ def _reduce_mean(b: OnnxBuilder, node: Any) -> None:
             return
         raise b.fail(node, "a mean over every axis (the batch included) is not supported")
     axes = sorted({_axis(b, node, v, len(shape)) for v in axes})
-    b.make(node, "reduce_mean", axes=tuple(axes), keepdims=bool(a.get("keepdims", 1)),
-           inputs=(_x(b, node),))  # fmt: skip
+    b.make(
+        node,
+        "reduce_mean",
+        axes=tuple(axes),
+        keepdims=bool(a.get("keepdims", 1)),
+        inputs=(_x(b, node),),
+    )
 
 
 # ------------------------------------------------------------------------- shapes
@@ -550,9 +586,15 @@ def _slice(b: OnnxBuilder, node: Any) -> None:
     if not keep:
         b.alias(node, node.input[0])
         return
-    b.make(node, "slice", axes=tuple(k[0] for k in keep), starts=tuple(k[1] for k in keep),
-           ends=tuple(k[2] for k in keep), steps=tuple(k[3] for k in keep),
-           inputs=(_x(b, node),))  # fmt: skip
+    b.make(
+        node,
+        "slice",
+        axes=tuple(k[0] for k in keep),
+        starts=tuple(k[1] for k in keep),
+        ends=tuple(k[2] for k in keep),
+        steps=tuple(k[3] for k in keep),
+        inputs=(_x(b, node),),
+    )
 
 
 @converter("Split")
@@ -572,8 +614,16 @@ def _split(b: OnnxBuilder, node: Any) -> None:
         raise b.fail(node, f"split sizes {sizes} do not divide axis {axis} of {shape}")
     start = 0
     for k, size in enumerate(sizes):
-        b.make(node, "slice", output=k, name=b.unique(node, f"_{k}"), axes=(axis,),
-               starts=(start,), ends=(start + size,), inputs=(_x(b, node),))  # fmt: skip
+        b.make(
+            node,
+            "slice",
+            output=k,
+            name=b.unique(node, f"_{k}"),
+            axes=(axis,),
+            starts=(start,),
+            ends=(start + size,),
+            inputs=(_x(b, node),),
+        )
         start += size
 
 
@@ -606,8 +656,13 @@ def _pad(b: OnnxBuilder, node: Any) -> None:
         raise b.fail(node, f"constant padding with {value} (not 0) is not supported")
     if mode not in ("constant", "reflect", "edge"):
         raise b.fail(node, f"mode {mode!r} is not supported")
-    b.make(node, "pad", pads=tuple((pads[i], pads[i + n]) for i in range(1, n)), mode=mode,
-           inputs=(_x(b, node),))  # fmt: skip
+    b.make(
+        node,
+        "pad",
+        pads=tuple((pads[i], pads[i + n]) for i in range(1, n)),
+        mode=mode,
+        inputs=(_x(b, node),),
+    )
 
 
 @converter("Resize", "Upsample")

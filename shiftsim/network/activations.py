@@ -44,14 +44,16 @@ def act_format(datapath: Datapath) -> FixedFormat:
     """The fixed-point format of the activations a network passes to ``datapath``.
 
     The datapath's ``act`` when it is a FixedFormat; for a log-domain ``act`` (a LogFormat of
-    full-scale range ``fsr``), unsigned ``floor(fsr)``-bit integers, whose values stay below
-    ``2**fsr``; otherwise unsigned 8-bit integers.
+    full-scale range ``fsr``), ``floor(fsr)``-bit integers, whose magnitudes stay below
+    ``2**fsr`` (signed, with one more bit, when the LogFormat is); otherwise unsigned 8-bit
+    integers.
     """
     act = getattr(datapath, "act", None)
     if isinstance(act, FixedFormat):
         return act
     if isinstance(act, LogFormat):
-        return FixedFormat(min(max(1, math.floor(act.fsr)), 62), 0, signed=False)
+        fmt = FixedFormat(min(max(1, math.floor(act.fsr)), 61), 0, signed=False)
+        return signed_format(fmt) if act.signed else fmt
     return _DEFAULT_ACT
 
 

@@ -120,6 +120,5 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
     out = pd.DataFrame(rows)
     for col in _INT_COLUMNS:
-        if col in out:
-            out[col] = out[col].fillna(0).astype("int64")
+        out[col] = out[col].fillna(0).astype("int64") if col in out else 0
     return out

@@ -185,8 +185,9 @@ class Conv(Node):
         return _run_layer(self, self.layer, self.weight, self.bias, args[0], ctx)
 
 
-def zero_insert(x: NDArray[Any], stride: tuple[int, int], before: tuple[int, int],
-                after: tuple[int, int]) -> NDArray[Any]:  # fmt: skip
+def zero_insert(
+    x: NDArray[Any], stride: tuple[int, int], before: tuple[int, int], after: tuple[int, int]
+) -> NDArray[Any]:
     """``stride - 1`` zeros between samples of the last two axes, then pads (may be < 0)."""
     b, c, h, w = x.shape
     sh, sw = stride

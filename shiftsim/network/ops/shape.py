@@ -115,8 +115,12 @@ class Slice(_Exact):
     def validate(self) -> None:
         n = len(self.axes)
         steps = self.steps if self.steps is not None else (1,) * n
-        for key, val in (("axes", self.axes), ("starts", self.starts), ("ends", self.ends),
-                         ("steps", steps)):  # fmt: skip
+        for key, val in (
+            ("axes", self.axes),
+            ("starts", self.starts),
+            ("ends", self.ends),
+            ("steps", steps),
+        ):
             if len(val) != n:
                 raise ValueError(f"{self.name}.{key} must have {n} entries, got {val}")
             self.set(key, tuple(int(v) for v in val))
