@@ -41,9 +41,9 @@ class Requant:
             self.mult_bits, (int, np.integer)
         ):
             raise TypeError(f"mult_bits must be an int, got {self.mult_bits!r}")
+        object.__setattr__(self, "mult_bits", int(self.mult_bits))
         if not 1 <= self.mult_bits <= 31:
             raise ValueError(f"mult_bits must be in [1, 31], got {self.mult_bits!r}")
-        object.__setattr__(self, "mult_bits", int(self.mult_bits))
         if not isinstance(self.power_of_two, (bool, np.bool_)):
             raise TypeError(f"power_of_two must be a bool, got {self.power_of_two!r}")
         object.__setattr__(self, "power_of_two", bool(self.power_of_two))
