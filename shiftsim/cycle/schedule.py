@@ -135,8 +135,6 @@ def tapped(g: Geometry) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
     return rows, cols
 
 
-
-
 def _count(cum: NDArray[np.int64], lo: NDArray[np.int64], hi: NDArray[np.int64]) -> NDArray:
     """Tapped indices in ``[lo, hi]`` (0 when empty) from a prefix sum ``cum``."""
     lo_c = np.clip(lo, 0, len(cum) - 1)
