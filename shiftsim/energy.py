@@ -287,7 +287,7 @@ class EnergyTable:
         p = desc
         sab = hw.sram_access_bits
         word = p.word_bits if p.kind == KIND_SHIFT else p.act_bits
-        rf_bytes = hw.weight_rf_entries * p.pass_weight_bits / 8
+        rf_bytes = hw.weight_rf_entries * p.weight_bits / 8
         # a unit reads the weights of its T selectors in one access (a lane: its own)
         rf_width = p.pass_weight_bits * (1 if p.serial_lanes else hw.tree_width)
         psum_bytes = p.passes * 9 * p.acc_bits / 8  # a 3x3 step's partial sums per unit

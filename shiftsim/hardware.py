@@ -56,8 +56,8 @@ class Hardware:
     dram_access_bits : int, default 64
         Width of one DRAM access, for the energy table.
     weight_rf_entries : int, default 1024
-        Entries of each accumulation unit's weight register file (one pass-weight each:
-        a ShiftCNN index, a MAC weight, a log code). A unit keeps its filter slice there
+        Entries of each accumulation unit's weight register file, one weight each (all N
+        ShiftCNN indices of a weight, a MAC weight, a log code). A unit keeps its filter slice there
         across the output positions it computes when the slice fits; 0 means no register
         file (every weight streams from the weight buffer).
     dataflow : {"os", "ws", "auto"}, default "auto"
@@ -130,7 +130,7 @@ class Hardware:
         a 32-input shift unit, a 128-bit DRAM port, 200 MHz, and on-chip memory of the size
         of a mid-range FPGA's block RAM (128 KiB input, 512 KiB shift buffer, 1 MiB
         weights, 32 KiB output), 4608-entry weight register files per unit
-        (a 3x3 filter of 256 channels at N = 2).
+        (a 3x3 filter of 512 channels).
         """
         kib = 1024
         return cls(

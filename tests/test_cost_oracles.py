@@ -53,7 +53,7 @@ def _brute_force(layer, shape, hw, m, *, passes, pass_wbits, read_bits, acc_bits
             for k0 in range(0, len(outs), a):
                 units = outs[k0 : k0 + a]
                 for ci, (c_lo, c_hi) in enumerate(ctiles):
-                    entries = (c_hi - c_lo) * kh_n * kw_n * passes
+                    entries = (c_hi - c_lo) * kh_n * kw_n  # whole weights (N indices)
                     fits = entries <= hw.weight_rf_entries
                     hit = (
                         fits
@@ -160,8 +160,8 @@ def _one_index_code(layer):
 def test_weight_stationary_schedule_counted_by_hand():
     # Conv2d(2, 2, 1) on a 1x2x2x2 input, A = 2 units, T = 2, shift datapath N = 2, B = 4.
     # Weight-stationary: tiles of Ct = 2 = A output channels; unit u always computes
-    # co = u, at positions 0..3 (one chunk per position). Each unit's filter slice is
-    # Cg*Kh*Kw*N = 4 entries: it fits the 4-entry register files.
+    # co = u, at positions 0..3 (one chunk per position). Each unit's filter is
+    # Cg*Kh*Kw = 2 weights (of N = 2 indices each): it fits the 2-entry register files.
     # Per chunk: N = 2 cycles (one channel block of T = 2 channels).
     # Weight buffer: chunk 0 streams 2 distinct co x 2 channels x 4 bits per cycle, 2
     #   cycles = 32 bits; chunks 1..3 hit the register files: 0.
@@ -170,7 +170,7 @@ def test_weight_stationary_schedule_counted_by_hand():
     # Shift buffer: both units sit at the same position: 2 distinct inputs per cycle, each
     #   sending 16 words of 9 bits: 2 x 144 x 8 cycles = 2304 bits (not 4608: multicast).
     layer = Conv2d(2, 2, 1)
-    hw = Hardware.tiny().replace(acc_units=2, tree_width=2, weight_rf_entries=4, dataflow="ws")
+    hw = Hardware.tiny().replace(acc_units=2, tree_width=2, weight_rf_entries=2, dataflow="ws")
     dp = ShiftAddDatapath()
     x = np.arange(8, dtype=np.int64).reshape(1, 2, 2, 2)
     res = dp.run(layer, _one_index_code(layer), x, level="cycle", hardware=hw)

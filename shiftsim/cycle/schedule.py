@@ -438,7 +438,7 @@ def hardware_counts(g: Geometry, p: HardwareDesc, hw: Hardware, pl: Plan) -> dic
     out_e = last_ci * tb["length"] * p.acc_bits
     steps_e = _steps(g, p, hw, tb["tcl"])
     per_term = tb["tcl"] * k_taps * p.passes  # weights a unit takes in a pass
-    rf_fits = hw.weight_rf_entries >= per_term
+    rf_fits = hw.weight_rf_entries >= tb["tcl"] * k_taps  # an entry holds a whole weight
     hit = (tb["same_co"] == 1) & line & rf_fits
     w_reads_e = np.where(hit, 0, tb["distinct_co"] * per_term * p.pass_weight_bits)
     rf_use = tb["length"] * per_term * p.pass_weight_bits
@@ -558,7 +558,7 @@ def _mapping(
     chunks = _chunk_table(g, a_units, tile_co)
     weights = _weight_mode(g, p, hw, tile_co)
     resident = _input_resident(g, p, hw, tile_co, tile_c)
-    per_unit = g.cg * g.kh * g.kw * p.passes
+    per_unit = g.cg * g.kh * g.kw
     ws = tile_c >= g.cg and a_units % tile_co == 0 and per_unit <= hw.weight_rf_entries
     ws = ws and bool(chunks["same_co"].any())
     pl = Plan(tile_co, tile_c, weights, resident, "ws" if ws else "os", chunks, g.cg)

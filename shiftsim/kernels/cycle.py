@@ -549,7 +549,7 @@ def _units(gp, dims, h, w, cfg, units_all):
     m = _cdiv(cg, cfg[CF_TILE_C])
     cl0 = ci * cfg[CF_TILE_C]
     tcl = min(cg, cl0 + cfg[CF_TILE_C]) - cl0
-    fits = tcl * kh_n * kw_n * cfg[CF_N] <= cfg[CF_RF_ENTRIES]
+    fits = tcl * kh_n * kw_n <= cfg[CF_RF_ENTRIES]  # entries hold whole weights (N indices)
     hit = fits and m == 1 and k > 0 and cfg[CF_A] % n_ct == 0
     units = units_all[:length]
     for u in range(length):
