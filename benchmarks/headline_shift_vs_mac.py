@@ -136,11 +136,12 @@ def plots(rows_paper: list[dict], hw: Hardware, table: EnergyTable) -> None:
     per_mac = t.div(df.groupby("datapath")["macs"].sum(), axis=0)
     fig, ax = plt.subplots(figsize=(7, 4))
     bottom = np.zeros(len(per_mac))
-    for comp in COMPONENTS:
+    colours = plt.get_cmap("tab20").colors
+    for i, comp in enumerate(COMPONENTS):
         vals = per_mac[comp].to_numpy()
         if vals.max() <= 0:
             continue
-        ax.bar(per_mac.index, vals, bottom=bottom, label=comp)
+        ax.bar(per_mac.index, vals, bottom=bottom, label=comp, color=colours[i])
         bottom += vals
     ax.set_ylabel("pJ per MAC")
     ax.set_title("ResNet-18 on Hardware.paper(), auto dataflow: energy per level")
@@ -149,7 +150,7 @@ def plots(rows_paper: list[dict], hw: Hardware, table: EnergyTable) -> None:
     fig.savefig(FIGURES / "energy_breakdown_resnet18.png", dpi=120)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(7, 4))
-    per_byte = np.array([5, 10, 20, 30.5, 45, 60, 90])
+    per_byte = np.array([20, 50, 100, 160, 243.75, 320, 500])
     variants = (
         ("shift buffer: SRAM (512 KiB)", table),
         ("shift buffer: 1 KiB register file", rf_shift_buffer(table, hw)),
@@ -162,7 +163,7 @@ def plots(rows_paper: list[dict], hw: Hardware, table: EnergyTable) -> None:
         ax.plot(per_byte, ys, marker="o", label=label)
     ax.axhline(4.0, color="grey", ls="--", lw=1, label="paper's 4x")
     ax.axhline(1.0, color="black", lw=0.8)
-    ax.set_xlabel("DRAM energy, pJ per byte (default 30.5)")
+    ax.set_xlabel("DRAM energy, pJ per byte (default 244: 1.95 nJ per 64-bit access)")
     ax.set_ylabel("MAC / shift whole-chip energy")
     ax.set_title("ResNet-18, Hardware.paper(): what decides the headline")
     ax.legend(fontsize=8)
