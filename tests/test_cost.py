@@ -436,3 +436,16 @@ def test_presets_run_every_layer_of_real_networks(net, hw):
             assert c.cycles >= c.compute_cycles >= m["ideal_cycles"]
             assert m["dram_ratio"] >= 1.0
             assert c.dram_write_bytes == conv.out_channels * ho * wo * 4  # 32-bit results
+
+
+def test_layer_table_names_the_mapping():
+    from shiftsim.io.reports import MAPPING_COLUMNS, layer_table
+
+    layer, shape, dp = Conv2d(8, 8, 3, padding=1), (1, 8, 6, 6), ShiftAddDatapath()
+    hw = Hardware.tiny()
+    c = estimate(layer, dp, hw, input_shape=shape)
+    m = mapping(layer, dp, hw, shape, counts=c)
+    df = layer_table({"conv": c}, datapath=dp, hardware=hw, mappings={"conv": m})
+    for col in MAPPING_COLUMNS:
+        assert df.loc[0, col] == m[col], col
+    assert df.loc[0, "dataflow"] in ("os", "ws") and df.loc[0, "dram_ratio"] >= 1
