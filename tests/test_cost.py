@@ -449,3 +449,29 @@ def test_layer_table_names_the_mapping():
     for col in MAPPING_COLUMNS:
         assert df.loc[0, col] == m[col], col
     assert df.loc[0, "dataflow"] in ("os", "ws") and df.loc[0, "dram_ratio"] >= 1
+
+
+VGG16 = [  # name, H, W, Kh, Kw, C, Co, stride (SCALE-Sim CSV rows)
+    ("Conv1_1", 224, 3, 64), ("Conv1_2", 224, 64, 64), ("Conv2_1", 112, 64, 128),
+    ("Conv2_2", 112, 128, 128), ("Conv3_1", 56, 128, 256), ("Conv3_2", 56, 256, 256),
+    ("Conv3_3", 56, 256, 256), ("Conv4_1", 28, 256, 512), ("Conv4_2", 28, 512, 512),
+    ("Conv4_3", 28, 512, 512), ("Conv5_1", 14, 512, 512), ("Conv5_2", 14, 512, 512),
+    ("Conv5_3", 14, 512, 512),
+]  # fmt: skip
+
+
+@pytest.mark.jit_only
+@pytest.mark.parametrize("hw", sorted(PRESETS))
+def test_vgg16_csv_maps_on_every_preset(tmp_path, hw):
+    from shiftsim.io.topology import read_topology
+
+    rows = ["Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
+            "Num Filter, Strides,"]  # fmt: skip
+    rows += [f"{n}, {s}, {s}, 3, 3, {c}, {co}, 1," for n, s, c, co in VGG16]
+    rows += ["FC6, 7, 7, 7, 7, 512, 4096, 1,", "FC7, 1, 1, 1, 1, 4096, 4096, 1,"]
+    path = tmp_path / "vgg16.csv"
+    path.write_text("\n".join(rows) + "\n")
+    for tl in read_topology(path, padding="same"):
+        shape = (1, tl.layer.in_channels, *tl.input_hw)
+        c = estimate(tl.layer, FixedMacDatapath(), PRESETS[hw], input_shape=shape)
+        assert c.cycles >= c.compute_cycles > 0
