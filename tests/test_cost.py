@@ -420,6 +420,7 @@ def test_ert_export_and_import_round_trip():
 PRESETS = {"paper": Hardware.paper(), "edge": Hardware.edge(), "tiny": Hardware.tiny()}
 
 
+@pytest.mark.jit_only  # runs no kernel: the no-JIT run would repeat it unchanged
 @pytest.mark.parametrize("net", ["resnet18", "alexnet", "mobilenet", "yolo_tiny", "googlenet"])
 @pytest.mark.parametrize("hw", sorted(PRESETS))
 def test_presets_run_every_layer_of_real_networks(net, hw):
@@ -460,7 +461,7 @@ VGG16 = [  # name, H, W, Kh, Kw, C, Co, stride (SCALE-Sim CSV rows)
 ]  # fmt: skip
 
 
-@pytest.mark.jit_only
+@pytest.mark.jit_only  # runs no kernel: the no-JIT run would repeat it unchanged
 @pytest.mark.parametrize("hw", sorted(PRESETS))
 def test_vgg16_csv_maps_on_every_preset(tmp_path, hw):
     from shiftsim.io.topology import read_topology
