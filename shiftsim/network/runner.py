@@ -183,7 +183,8 @@ def resolve_datapaths(net: Network, datapath: DatapathMap) -> dict[str, Datapath
         The network.
     datapath : Datapath or mapping of str to Datapath
         One datapath for every layer, or ``{pattern: datapath}`` with ``fnmatch`` patterns
-        of layer names (``"conv1"``, ``"layer*"``, ``"*"``), the first matching pattern wins.
+        of layer names (``"conv1"``, ``"layer*"``, ``"*"``), the first matching pattern wins;
+        ``"@first"`` and ``"@last"`` name the first and the last layer with weights.
 
     Raises
     ------
@@ -208,9 +209,11 @@ def resolve_datapaths(net: Network, datapath: DatapathMap) -> dict[str, Datapath
             )
     out: dict[str, Datapath] = {}
     used: set[str] = set()
+    special = {"@first": layers[:1], "@last": layers[-1:]}
     for name in layers:
         for pattern, dp in datapath.items():
-            if fnmatch.fnmatchcase(name, pattern):
+            hit = name in special[pattern] if pattern in special else None
+            if hit or (hit is None and fnmatch.fnmatchcase(name, pattern)):
                 out[name] = dp
                 used.add(pattern)
                 break
