@@ -296,7 +296,7 @@ def run_network(
         t0 = time.perf_counter()
         srcs = net.sources(i)
         cons = net.consumers[node.name]
-        relu_fused = len(cons) == 1 and net.node(cons[0]).op == "relu"
+        relu_fused = len(cons) == 1 and net.node(cons[0]).fuses_into_producer
         ctx = StepContext(
             datapath=dps.get(node.name),
             act=fmts[node.name],
