@@ -25,7 +25,9 @@ from shiftsim.quantize import (
     quantize_shiftcnn,
     shiftcnn_error_bound,
 )
-from shiftsim.sweep import LayerTarget, NetworkTarget, sweep
+from shiftsim import sweep
+from shiftsim.sweep import LayerTarget, NetworkTarget
+from shiftsim.sweep import sweep as run_sweep
 from shiftsim.verify import ErrorStats, Simulation, simulate
 
 __version__ = "0.1.0"
@@ -72,6 +74,7 @@ __all__ = [
     "read_topology",
     "run_cycle",
     "shiftcnn_error_bound",
+    "run_sweep",
     "simulate",
     "sweep",
 ]
