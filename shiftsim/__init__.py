@@ -1,5 +1,6 @@
 """shiftsim: a bit-accurate, cycle-level simulator of multiplier-free CNN hardware."""
 
+from shiftsim import sweep
 from shiftsim.cost import estimate
 from shiftsim.counts import Counts
 from shiftsim.cycle import CycleLimitError, run_cycle
@@ -25,7 +26,6 @@ from shiftsim.quantize import (
     quantize_shiftcnn,
     shiftcnn_error_bound,
 )
-from shiftsim import sweep
 from shiftsim.sweep import LayerTarget, NetworkTarget
 from shiftsim.sweep import sweep as run_sweep
 from shiftsim.verify import ErrorStats, Simulation, simulate

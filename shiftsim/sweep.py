@@ -395,7 +395,6 @@ def _arith(name: str) -> bool:
     return name in _ARITH
 
 
-
 # ------------------------------------------------------------------------ identity
 def _fingerprint(obj: Any, depth: int = 0) -> Any:
     """A canonical, JSON-able description of ``obj``: arrays by digest, objects by fields."""
@@ -653,9 +652,17 @@ def sweep(
     results = None if out is None else ResultsFile(out)
     if results is not None:
         results.check_writable()
-    lock = contextlib.nullcontext() if results is None else results.lock(
-        on_wait=lambda: progress
-        and print(f"sweep: waiting for another sweep writing {out} to finish", file=sys.stderr)
+    lock = (
+        contextlib.nullcontext()
+        if results is None
+        else results.lock(
+            on_wait=lambda: (
+                progress
+                and print(
+                    f"sweep: waiting for another sweep writing {out} to finish", file=sys.stderr
+                )
+            )
+        )
     )
     with lock:
         records = [] if results is None else results.load()
@@ -714,14 +721,13 @@ def sweep(
     frame = pd.DataFrame(rows).drop(columns=["key", "config"], errors="ignore")
     if "error" in frame.columns:
         frame = frame[[c for c in frame.columns if c != "error"] + ["error"]]
-        frame["error"] = pd.Series(
-            [e if isinstance(e, str) else None for e in frame["error"]], index=frame.index, dtype=object
-        )
+        errors = [e if isinstance(e, str) else None for e in frame["error"]]
+        frame["error"] = pd.Series(errors, index=frame.index, dtype=object)
     return frame
 
 
 class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`sweep` for code written when ``shiftsim.sweep`` was it."""
+    """The module, callable as :func:`sweep` for code written when ``shiftsim.sweep`` was it."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
         warnings.warn(

@@ -248,9 +248,7 @@ class ResultsFile:
             return []
         try:
             if self.format == "csv":
-                frame = pd.read_csv(
-                    self.path, dtype={"key": str, "config": str, "error": str}
-                )
+                frame = pd.read_csv(self.path, dtype={"key": str, "config": str, "error": str})
             else:
                 frame = pd.read_parquet(self.path)
         except (ValueError, pd.errors.ParserError, UnicodeDecodeError, ImportError) as exc:
@@ -266,8 +264,7 @@ class ResultsFile:
                 f"{self.path}: not a sweep results file (no 'key' column; columns: {cols})"
             )
         return [
-            {k: _plain_cell(v) for k, v in rec.items()}
-            for rec in frame.to_dict(orient="records")
+            {k: _plain_cell(v) for k, v in rec.items()} for rec in frame.to_dict(orient="records")
         ]
 
     # -------------------------------------------------------------------- write
