@@ -996,11 +996,9 @@ def _analytic(layer: Any, datapath: Datapath, hardware: Any, code: Any, x: Any) 
 
 
 def _load_npz(path: str | Path) -> dict[str, NDArray[np.float64]]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: np.asarray(data[k], dtype=np.float64) for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"weights: cannot read {path}: {exc}") from None
+    from shiftsim.io.weights import read_npz  # refuses complex arrays
+
+    return {k: np.asarray(v, dtype=np.float64) for k, v in read_npz(path).items()}
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
