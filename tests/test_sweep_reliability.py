@@ -96,6 +96,9 @@ def test_every_format_is_written_as_named_and_resumes(tmp_path: Path, suffix: st
         assert pd.read_parquet(out)["y"].tolist() == [1, 4]
     else:
         assert [json.loads(line)["y"] for line in out.read_text().splitlines()] == [1, 4]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not 0600
     calls.clear()
     full = sweep(counted, {"x": [1, 2, 3]}, out=out, workers=1, progress=False)
     assert calls == [3]  # resume: only the new point

@@ -281,6 +281,7 @@ class ResultsFile:
         """Replace the file's content by ``records``, atomically."""
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         try:
+            os.chmod(tmp, _file_mode(self.path))  # mkstemp makes 0600 files
             with os.fdopen(fd, "wb") as fh:
                 self._write(fh, records)
                 _sync(fh)
@@ -316,6 +317,16 @@ def _parse_record(line: str) -> Record | None:
     if not isinstance(rec, dict) or not isinstance(rec.get("key"), str):
         return None
     return rec
+
+
+def _file_mode(path: Path) -> int:
+    """The mode of ``path`` if it exists, else that of a new file (0666 less the umask)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _sync(fh: IO[Any]) -> None:
