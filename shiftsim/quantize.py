@@ -30,6 +30,7 @@ __all__ = [
     "LinearCode",
     "LogCode",
     "ShiftCode",
+    "check_scale",
     "log_from_fixed",
     "quantize_linear",
     "quantize_log",
@@ -69,6 +70,9 @@ class ShiftCode:
     n_codebooks: int
     bits: int
     axis: int | None = None
+
+    def __post_init__(self) -> None:
+        check_scale("ShiftCode.scale", self.scale)
 
     @property
     def half(self) -> int:
@@ -169,6 +173,25 @@ def _check_axis(axis: object, ndim: int) -> int | None:
 #: Elements per block of the elementwise quantizers: their temporaries stay a few MB, so the
 #: peak memory of a quantization is its output plus a constant, not ten times the weights.
 BLOCK_ELEMENTS = 1 << 16
+
+
+def check_scale(name: str, scale: object) -> None:
+    """Raise unless ``scale`` is real, finite and non-negative (a weight scale).
+
+    A negative scale would flip the sign of every output silently, so it is refused.
+    """
+    try:
+        arr = np.asarray(scale, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number or array, got {scale!r}") from None
+    if isinstance(scale, (bool, np.bool_)) or np.iscomplexobj(scale):
+        raise TypeError(f"{name} must be a real number or array, got {scale!r}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {scale!r}")
+    if np.any(arr < 0):
+        raise ValueError(
+            f"{name} must be >= 0 (a negative scale would flip the output's sign), got {scale!r}"
+        )
 
 
 def _c_order(a: NDArray[Any]) -> NDArray[Any]:

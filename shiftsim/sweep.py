@@ -56,7 +56,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shiftsim.counts import Counts
-from shiftsim.datapath.base import Datapath
+from shiftsim.datapath.base import LEVELS, Datapath
+from shiftsim.formats import as_float_array, check_int
 from shiftsim.io.results import ResultsFile, read_results
 from shiftsim.layers import Conv2d, Linear
 from shiftsim.network import Network, Requant, conv_float
@@ -215,6 +216,22 @@ def _unknown(rest: Point, datapath: Datapath, hardware: Any) -> ValueError:
     )
 
 
+def _check_instance(name: str, value: Any, kind: type | tuple[type, ...]) -> None:
+    if not isinstance(value, kind):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise TypeError(f"{name} must be a {names}, got {type(value).__name__}")
+
+
+def _check_common(owner: str, datapath: Any, hardware: Any, level: Any) -> None:
+    from shiftsim.hardware import Hardware
+
+    _check_instance(f"{owner}.datapath", datapath, Datapath)
+    if hardware is not None:
+        _check_instance(f"{owner}.hardware", hardware, Hardware)
+    if level not in LEVELS:
+        raise ValueError(f"{owner}.level must be one of {LEVELS}, got {level!r}")
+
+
 def _counts_dict(counts: Counts) -> dict[str, int | float]:
     return {k: v for k, v in dataclasses.asdict(counts).items()}
 
@@ -266,6 +283,28 @@ class NetworkTarget:
     seed: int = 0
     level: str = "functional"
     max_hw: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_instance("NetworkTarget.network", self.network, Network)
+        _check_common("NetworkTarget", self.datapath, self.hardware, self.level)
+        _check_instance("NetworkTarget.requant", self.requant, Requant)
+        check_int("NetworkTarget.batch", self.batch, 1)
+        check_int("NetworkTarget.seed", self.seed, 0)
+        if self.max_hw is not None:
+            check_int("NetworkTarget.max_hw", self.max_hw, 1)
+        if self.x is not None:
+            x = as_float_array(self.x, "NetworkTarget.x")
+            if x.ndim < 1 or len(x) < 1:
+                raise ValueError(f"NetworkTarget.x must hold a batch of inputs, got {x.shape}")
+        if self.labels is not None:
+            if self.x is None:
+                raise ValueError("NetworkTarget.labels needs x (the inputs they label)")
+            labels = np.asarray(self.labels)
+            if labels.dtype.kind not in "iu" or labels.shape != (len(self.x),):
+                raise ValueError(
+                    f"NetworkTarget.labels must be {len(self.x)} integers (one per input), got "
+                    f"dtype {labels.dtype}, shape {labels.shape}"
+                )
 
     def check(self, point: Mapping[str, Any]) -> None:
         """Raise ``ValueError`` if ``point`` names an unknown field or holds a bad value."""
@@ -344,6 +383,23 @@ class LayerTarget:
     bias: NDArray[np.float64] | None = None
     hardware: Any = None
     level: str = "functional"
+
+    def __post_init__(self) -> None:
+        _check_instance("LayerTarget.layer", self.layer, (Conv2d, Linear))
+        _check_common("LayerTarget", self.datapath, self.hardware, self.level)
+        w = as_float_array(self.w, "LayerTarget.w")
+        if w.shape != self.layer.weight_shape:
+            raise ValueError(
+                f"LayerTarget.w must have shape {self.layer.weight_shape}, got {w.shape}"
+            )
+        self.layer.check_input_shape(as_float_array(self.x, "LayerTarget.x").shape, "LayerTarget.x")
+        if self.bias is not None:
+            bias = as_float_array(self.bias, "LayerTarget.bias")
+            if bias.shape != (self.layer.weight_shape[0],):
+                raise ValueError(
+                    f"LayerTarget.bias must have shape {(self.layer.weight_shape[0],)}, got "
+                    f"{bias.shape}"
+                )
 
     def check(self, point: Mapping[str, Any]) -> None:
         """Raise ``ValueError`` if ``point`` names an unknown field or holds a bad value."""

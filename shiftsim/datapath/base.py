@@ -61,6 +61,40 @@ class LayerResult:
     counts: Counts
     trace: NDArray[Any] | None = None
 
+    def __post_init__(self) -> None:
+        y = self.y_raw
+        if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu":
+            raise TypeError(
+                f"LayerResult.y_raw must be an integer ndarray, got {type(y).__name__}"
+                f"{f' of dtype {y.dtype}' if isinstance(y, np.ndarray) else ''}"
+            )
+        if y.ndim < 2:
+            raise ValueError(
+                f"LayerResult.y_raw must have a batch and a channel axis, got {y.shape}"
+            )
+        if not isinstance(self.out_format, FixedFormat):
+            raise TypeError(
+                f"LayerResult.out_format must be a FixedFormat, got {self.out_format!r}"
+            )
+        if not isinstance(self.counts, Counts):
+            raise TypeError(
+                f"LayerResult.counts must be a Counts, got {type(self.counts).__name__}"
+            )
+        if self.trace is not None and not isinstance(self.trace, np.ndarray):
+            raise TypeError(f"LayerResult.trace must be an ndarray or None, got {self.trace!r}")
+        if isinstance(self.scale, (bool, np.bool_)) or not isinstance(
+            self.scale, (int, float, np.integer, np.floating, np.ndarray)
+        ):
+            raise TypeError(f"LayerResult.scale must be a float or an array, got {self.scale!r}")
+        scale = np.asarray(self.scale, dtype=np.float64)
+        if scale.shape not in ((), (y.shape[1],)):
+            raise ValueError(
+                f"LayerResult.scale must have shape () or ({y.shape[1]},) (one per output "
+                f"channel), got {scale.shape}"
+            )
+        if not np.all(np.isfinite(scale)) or np.any(scale < 0):
+            raise ValueError(f"LayerResult.scale must be finite and >= 0, got {self.scale!r}")
+
     @property
     def y(self) -> NDArray[np.float64]:
         """The dequantized output: ``y_raw * 2**-frac_bits * scale``, float64."""

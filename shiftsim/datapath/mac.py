@@ -39,7 +39,7 @@ from shiftsim.datapath.base import (
 from shiftsim.formats import FixedFormat, Overflow, check_int
 from shiftsim.kernels.mac import conv_mac
 from shiftsim.layers import Conv2d, Linear
-from shiftsim.quantize import LinearCode
+from shiftsim.quantize import LinearCode, check_scale
 from shiftsim.reference.golden_mac import conv_mac_golden
 
 __all__ = ["FixedMacDatapath", "MacCode", "MacOperands"]
@@ -59,6 +59,11 @@ class MacCode:
 
     raw: NDArray[np.int64]
     scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_scale("MacCode.scale", self.scale)
+        if np.ndim(self.scale) != 0:
+            raise ValueError(f"MacCode.scale must be one number, got {self.scale!r}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from shiftsim.layers import Conv2d
 
 __all__ = ["TOPOLOGIES", "TopologyLayer", "read_topology"]
@@ -86,6 +88,27 @@ class TopologyLayer:
     name: str
     layer: Conv2d
     input_hw: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"TopologyLayer.name must be a non-empty str, got {self.name!r}")
+        if not isinstance(self.layer, Conv2d):
+            raise TypeError(f"TopologyLayer.layer must be a Conv2d, got {self.layer!r}")
+        hw = self.input_hw
+        if (
+            not isinstance(hw, (tuple, list))
+            or len(hw) != 2
+            or any(
+                isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) for v in hw
+            )
+            or min(hw) < 1
+        ):
+            raise ValueError(f"TopologyLayer.input_hw must be two positive ints (H, W), got {hw!r}")
+        object.__setattr__(self, "input_hw", (int(hw[0]), int(hw[1])))
+        try:
+            self.layer.output_hw(*self.input_hw)
+        except ValueError as exc:
+            raise ValueError(f"TopologyLayer {self.name!r}: {exc}") from None
 
     def input_shape(self, batch: int = 1) -> tuple[int, int, int, int]:
         """The NCHW input shape ``(batch, C, H, W)``."""
