@@ -180,12 +180,13 @@ def check_scale(name: str, scale: object) -> None:
 
     A negative scale would flip the sign of every output silently, so it is refused.
     """
+    value: Any = scale
+    if isinstance(value, (bool, np.bool_)) or np.iscomplexobj(value):
+        raise TypeError(f"{name} must be a real number or array, got {scale!r}")
     try:
-        arr = np.asarray(scale, dtype=np.float64)
+        arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number or array, got {scale!r}") from None
-    if isinstance(scale, (bool, np.bool_)) or np.iscomplexobj(scale):
-        raise TypeError(f"{name} must be a real number or array, got {scale!r}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite, got {scale!r}")
     if np.any(arr < 0):
