@@ -21,6 +21,7 @@ Bad flags and bad files print one ``shiftsim: error: ...`` line and exit with st
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -48,6 +49,9 @@ _TABLE_COLUMNS = [
     "sqnr_db",
     "time_s",
 ]
+
+
+_GOLDEN_ENV = "SHIFTSIM_GOLDEN_LIMIT_S"
 
 
 class CliError(Exception):
@@ -79,6 +83,16 @@ def _non_negative(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
     return value
 
 
@@ -144,6 +158,14 @@ def _add_datapath(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--power-of-two", action="store_true", help="requantise between layers by shifts only"
+    )
+    g.add_argument(
+        "--golden-limit",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="refuse a golden-level layer estimated to run longer than S seconds "
+        "(default 600; inf: no limit)",
     )
 
 
@@ -293,6 +315,7 @@ def _source(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         from shiftsim.io.onnx_io import read_onnx
 
         return read_onnx(args.onnx), None, None
+    _check_memory(args)
     return (
         Network.from_topology(
             args.topology, seed=args.seed, weights=args.weights, padding=args.padding
@@ -300,6 +323,43 @@ def _source(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         None,
         None,
     )
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return None
+
+
+def _check_memory(args: argparse.Namespace) -> None:
+    """Refuse a topology whose largest layer cannot be held in memory, before allocating it."""
+    from shiftsim.io.topology import read_topology
+
+    if args.command == "verify":
+        batch, max_hw, flag = 1, args.size, "--size"
+    else:
+        batch, max_hw, flag = args.batch, args.max_size, "--max-size"
+    memory = _physical_memory()
+    if memory is None:
+        return
+    for t in read_topology(args.topology, args.padding):
+        need = t.memory_bytes(batch, max_hw)
+        if need > memory:
+            h, w = t.input_hw
+            raise CliError(
+                f"{args.topology}: layer {t.name!r} (input {batch}x{t.layer.in_channels}x{h}x{w}"
+                f", weights {'x'.join(map(str, t.layer.weight_shape))}) needs about "
+                f"{_bytes(need)}, more than this machine's {_bytes(memory)} of memory; "
+                f"crop the inputs with {flag} N"
+            )
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} bytes"
 
 
 def _print_table(frame: Any, columns: Sequence[str] | None = None) -> None:
@@ -616,6 +676,18 @@ _COMMANDS = {
 }
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Warnings as one ``shiftsim: warning: ...`` line, without the source line."""
+    sys.stderr.write(f"shiftsim: warning: {message}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status.
 
@@ -623,8 +695,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _build_parser()
     args = parser.parse_args(argv)
+    limit = getattr(args, "golden_limit", None)
+    saved = os.environ.get(_GOLDEN_ENV)
+    if limit is not None:  # read by Datapath.run, here and in sweep workers
+        os.environ[_GOLDEN_ENV] = repr(limit)
     try:
-        return _COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return _COMMANDS[args.command](args)
     except (CliError, ValueError, TypeError, KeyError, OSError, ImportError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, ImportError) and exc.name:
@@ -633,9 +711,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
         sys.stderr.write(f"shiftsim {args.command}: error: {message}\n")
         return 2
+    except MemoryError:
+        sys.stderr.write(
+            f"shiftsim {args.command}: error: out of memory (crop the inputs with --max-size N, "
+            "or use a smaller --batch)\n"
+        )
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write("shiftsim: interrupted\n")
         return 130
+    finally:
+        if saved is None:
+            os.environ.pop(_GOLDEN_ENV, None)
+        else:
+            os.environ[_GOLDEN_ENV] = saved
 
 
 if __name__ == "__main__":  # pragma: no cover

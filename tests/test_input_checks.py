@@ -245,3 +245,123 @@ def test_report_helpers_raise_type_errors_naming_the_parameter(tmp_path) -> None
         reports.scalesim_reports(pd.DataFrame({"adds": [1]}), hw)
     with pytest.raises(ValueError, match="action_counts must be what accelergy_action_counts"):
         reports.write_accelergy_yaml({"local": []}, tmp_path / "a.yaml")
+
+
+# ------------------------------------------------------------------ item 14: golden cost
+def _small_run(dp=None, **kwargs):
+    from shiftsim.layers import Conv2d
+
+    dp = dp or ShiftAddDatapath()
+    layer = Conv2d(2, 4, 3)
+    rng = np.random.default_rng(0)
+    prep = dp.prepare(layer, rng.standard_normal(layer.weight_shape), rng.random((1, 2, 5, 5)))
+    return dp.run(layer, prep.code, prep.x_in, level="golden", **kwargs)
+
+
+def test_golden_cost_is_estimated_and_refused_above_the_limit(monkeypatch) -> None:
+    from shiftsim.datapath.log_domain import LogDatapath
+    from shiftsim.datapath.mac import FixedMacDatapath
+
+    monkeypatch.delenv("SHIFTSIM_GOLDEN_LIMIT_S", raising=False)
+    for dp in (ShiftAddDatapath(), LogDatapath(), FixedMacDatapath()):
+        with pytest.raises(ValueError, match=r"golden_limit_s=1e-06; .*raise the limit"):
+            _small_run(dp, golden_limit_s=1e-6)
+        assert _small_run(dp, golden_limit_s=float("inf")).y_raw.shape == (1, 4, 3, 3)
+    monkeypatch.setenv("SHIFTSIM_GOLDEN_LIMIT_S", "1e-6")
+    with pytest.raises(ValueError, match="about 0 s on this layer \\(648 MACs"):
+        _small_run()
+    monkeypatch.setenv("SHIFTSIM_GOLDEN_LIMIT_S", "soon")
+    with pytest.raises(ValueError, match="SHIFTSIM_GOLDEN_LIMIT_S must be a number"):
+        _small_run()
+    monkeypatch.delenv("SHIFTSIM_GOLDEN_LIMIT_S")
+    with pytest.raises(ValueError, match="golden_limit_s must be > 0"):
+        _small_run(golden_limit_s=0)
+    # a full-size layer is refused at once, before any work (the default limit: 600 s)
+    from shiftsim.layers import Conv2d
+
+    big = Conv2d(256, 256, 3, padding=1)
+    dp = ShiftAddDatapath()
+    assert dp.golden_seconds(big, (1, 256, 56, 56)) > 600
+    code = quantize_shiftcnn(np.ones(big.weight_shape), 2, 4)
+    with pytest.raises(ValueError, match=r"about \d+ min on this layer \(1,849,688,064 MACs"):
+        dp.run(big, code, np.zeros((1, 256, 56, 56), np.int64), level="golden")
+
+
+def test_a_long_golden_run_warns_and_shows_progress(monkeypatch, capsys) -> None:
+    from shiftsim.datapath import base
+
+    monkeypatch.setattr(base, "GOLDEN_NOTICE_S", 0.0)
+    with pytest.warns(RuntimeWarning, match=r"the golden model will take about 0 s .*648 MACs"):
+        quiet = _small_run()
+    err = capsys.readouterr().err
+    assert "golden Conv2d" in err and "4/4" in err
+    monkeypatch.setattr(base, "GOLDEN_NOTICE_S", 1e9)
+    np.testing.assert_array_equal(_small_run().y_raw, quiet.y_raw)
+
+
+def test_golden_models_report_progress_per_output_channel() -> None:
+    from shiftsim.layers import Conv2d
+    from shiftsim.reference.golden import shift_add_golden
+    from shiftsim.reference.golden_mac import conv_mac_golden
+
+    layer = Conv2d(1, 3, 1)
+    calls: list[tuple[int, int]] = []
+    x = np.ones((2, 1, 2, 2), np.int64)
+    shift_add_golden(layer, np.ones((3, 1, 1, 1, 2), np.int8), x, bits=4,
+                     progress=lambda d, t: calls.append((d, t)))  # fmt: skip
+    assert calls == [(i, 6) for i in range(6)]
+    calls.clear()
+    conv_mac_golden(layer, np.ones((3, 1, 1, 1), np.int64), x, None, acc_bits=32,
+                    overflow=ShiftAddDatapath().overflow,
+                    progress=lambda d, t: calls.append((d, t)))  # fmt: skip
+    assert calls == [(i, 6) for i in range(6)]
+
+
+# ------------------------------------------------------------------ item 9: huge layers
+def test_a_huge_topology_row_is_refused_in_one_line_before_allocating(tmp_path, capsys) -> None:
+    from shiftsim.cli import main
+
+    topo = tmp_path / "huge.csv"
+    topo.write_text(
+        "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
+        "Num Filter, Strides,\nBig,100000,100000,3,3,3,8,1,\n"
+    )
+    tracemalloc.start()
+    try:
+        code = main(["simulate", "--topology", str(topo)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    err = capsys.readouterr().err
+    assert code == 2
+    assert (
+        "layer 'Big' (input 1x3x100000x100000" in err and "crop the inputs with --max-size N" in err
+    )
+    assert len(err.strip().splitlines()) == 1 and "MemoryError" not in err
+    assert peak < 200 * 2**20  # refused before allocating anything large
+    assert main(["simulate", "--topology", str(topo), "--max-size", "8"]) == 0
+    code = main(["verify", "--topology", str(topo), "--size", "100000"])
+    assert code == 2 and "crop the inputs with --size N" in capsys.readouterr().err
+
+
+def test_cli_golden_limit(tmp_path, capsys, monkeypatch) -> None:
+    import os
+
+    from shiftsim.cli import main
+
+    monkeypatch.delenv("SHIFTSIM_GOLDEN_LIMIT_S", raising=False)
+    topo = tmp_path / "t.csv"
+    topo.write_text(
+        "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
+        "Num Filter, Strides,\nA,6,6,3,3,3,4,1,\n"
+    )
+    args = ["simulate", "--topology", str(topo), "--level", "golden"]
+    code = main([*args, "--golden-limit", "1e-9"])
+    err = capsys.readouterr().err
+    assert code == 2 and "over golden_limit_s=1e-09" in err and "--golden-limit" in err
+    assert "SHIFTSIM_GOLDEN_LIMIT_S" not in os.environ  # restored after the command
+    assert main([*args, "--golden-limit", "inf"]) == 0
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--golden-limit", "-1"])
+    assert exc.value.code == 2
+    assert "expected a number of seconds > 0, got '-1'" in capsys.readouterr().err

@@ -31,6 +31,7 @@ from shiftsim.datapath.base import (
     Datapath,
     LayerResult,
     Prepared,
+    Progress,
     check_bias_raw,
     conv_geometry,
     float_operands,
@@ -226,12 +227,14 @@ class FixedMacDatapath(Datapath):
         counts = self._counts(layer, op, int(overflows.sum()))
         return self._layer_result(layer, out, op.scale, counts)
 
-    def run_golden(self, layer: Conv2d | Linear, operands: MacOperands) -> LayerResult:
+    def run_golden(
+        self, layer: Conv2d | Linear, operands: MacOperands, progress: Progress | None = None
+    ) -> LayerResult:
         """Run the golden model :func:`shiftsim.reference.golden_mac.conv_mac_golden`."""
         op = operands
         y, events = conv_mac_golden(
             layer.as_conv(), op.w_raw, op.x_raw, op.bias_raw,
-            acc_bits=self.acc_bits, overflow=self.overflow,
+            acc_bits=self.acc_bits, overflow=self.overflow, progress=progress,
         )  # fmt: skip
         return self._layer_result(layer, y, op.scale, Counts(**events))
 

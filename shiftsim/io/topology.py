@@ -122,6 +122,33 @@ class TopologyLayer:
         """Multiply-accumulates of one pass over ``batch`` inputs."""
         return self.layer.macs(self.input_shape(batch))
 
+    def memory_bytes(self, batch: int = 1, max_hw: int | None = None) -> int:
+        """A rough upper bound of the memory simulating this layer holds at once, in bytes.
+
+        Four 8-byte copies of the input and of the output (float, raw, dequantized, reference)
+        and three of the weights; the input cropped to at most ``max_hw x max_hw`` as
+        ``Network.run_layers(max_hw=...)`` does. Python ints: no overflow, however large.
+
+        Examples
+        --------
+        >>> t = TopologyLayer(name="c", layer=Conv2d(3, 8, 3), input_hw=(100_000, 100_000))
+        >>> t.memory_bytes() > 10**12, t.memory_bytes(max_hw=32) < 10**6
+        (True, True)
+        """
+        h, w = self.input_hw
+        if max_hw is not None:
+            h, w = min(h, max_hw), min(w, max_hw)
+        try:
+            ho, wo = self.layer.output_hw(h, w)
+        except ValueError:  # cropped below the kernel: no output
+            ho = wo = 0
+        inputs = batch * self.layer.in_channels * h * w
+        outputs = batch * self.layer.out_channels * ho * wo
+        weights = 1
+        for n in self.layer.weight_shape:
+            weights *= n
+        return 8 * (4 * inputs + 4 * outputs + 3 * weights)
+
 
 def _norm(cell: str) -> str:
     return " ".join(cell.split()).lower()
