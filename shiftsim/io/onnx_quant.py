@@ -138,7 +138,11 @@ class QuantParams:
             raise ValueError(f"scale must be positive and finite, got {s.ravel()[:4]!r}")
         object.__setattr__(self, "scale", s)
         object.__setattr__(self, "zero_point", np.asarray(self.zero_point).astype(np.int64))
-        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 1 <= self.bits <= 32:
+        if (
+            isinstance(self.bits, bool)
+            or not isinstance(self.bits, int)
+            or not 1 <= self.bits <= 32
+        ):
             raise ValueError(f"bits must be an int in [1, 32], got {self.bits!r}")
         if self.bipolar:
             lo, hi = -1, 1
@@ -174,7 +178,7 @@ class QuantParams:
         return a.reshape(shape)
 
     def quantize(self, x: ArrayLike) -> NDArray[np.int64]:
-        """``clip(round_half_even(x / scale) + zero_point, qmin, qmax)``, as ONNX does in float32."""
+        """``clip(round_half_even(x / scale) + zero_point, qmin, qmax)`` in float32, as ONNX."""
         xf = np.asarray(x, dtype=np.float32)
         if self.bipolar:
             return np.where(xf >= 0, 1, -1).astype(np.int64)
@@ -243,7 +247,7 @@ class QuantizedLayer:
         )
 
     def multiplier(self) -> NDArray[np.float32]:
-        """onnxruntime's float32 requantisation factor ``x_scale * w_scale / y_scale``."""
+        """The float32 requantisation factor ``x_scale * w_scale / y_scale`` (onnxruntime's)."""
         if self.y is None:
             raise ValueError(f"layer {self.node!r} has a float output: no requantisation")
         xs = np.float32(self.x.scale.reshape(()))
@@ -274,7 +278,9 @@ class QuantizedLayer:
             raise TypeError(f"x_q must hold integers, got dtype {x.dtype}")
         x = x.astype(np.int64)
         if x.size and (x.min() < self.x.lo or x.max() > self.x.hi):
-            raise ValueError(f"x_q must lie in [{self.x.lo}, {self.x.hi}], got {x.min()}..{x.max()}")
+            raise ValueError(
+                f"x_q must lie in [{self.x.lo}, {self.x.hi}], got {x.min()}..{x.max()}"
+            )
         w = self.weight.raw - _broadcast_zp(self.weight.params, self.weight.raw.ndim)
         x_raw = x - int(self.x.zero_point.reshape(-1)[0])
         res = self.datapath().run(
@@ -297,7 +303,7 @@ def _broadcast_zp(p: QuantParams, ndim: int) -> NDArray[np.int64]:
 def requantize(
     acc: ArrayLike, multiplier: ArrayLike, y: QuantParams, *, channel_axis: int = 1
 ) -> NDArray[np.int64]:
-    """onnxruntime's requantisation of int32 accumulators (see the module notes).
+    """Requantise int32 accumulators as onnxruntime does (see the module notes).
 
     Parameters
     ----------
@@ -308,6 +314,7 @@ def requantize(
     y : QuantParams
         Output quantisation (per-tensor).
     channel_axis : int, default 1
+        The axis of a per-channel ``multiplier``.
 
     Returns
     -------
@@ -361,7 +368,9 @@ class QuantizedModel:
 def is_quantized(model: Any) -> bool:
     """Whether ``model`` (an onnx.ModelProto) holds any of :data:`QUANT_OPS`."""
     ops = set(QUANT_OPS)
-    return any((n.domain if n.domain != "ai.onnx" else "", n.op_type) in ops for n in model.graph.node)
+    return any(
+        (n.domain if n.domain != "ai.onnx" else "", n.op_type) in ops for n in model.graph.node
+    )
 
 
 class _Rewriter:
@@ -385,7 +394,9 @@ class _Rewriter:
 
     # ------------------------------------------------------------ helpers
     def fail(self, node: Any, problem: str) -> ValueError:
-        return ValueError(f"{self.label}: node {node.name or node.op_type!r} ({node.op_type}): {problem}")
+        return ValueError(
+            f"{self.label}: node {node.name or node.op_type!r} ({node.op_type}): {problem}"
+        )
 
     def name(self, t: str) -> str:
         while t in self.alias:
@@ -436,7 +447,9 @@ class _Rewriter:
         self.new_consts[name] = value
         return name
 
-    def weight(self, node: Any, q: str, s: str, zp: str | None, axis: int, tag: str) -> tuple[str, QuantizedWeight]:
+    def weight(
+        self, node: Any, q: str, s: str, zp: str | None, axis: int, tag: str
+    ) -> tuple[str, QuantizedWeight]:
         """A constant integer weight read through scale and zero point: its float initializer."""
         raw = self.const(node, q, "weight").astype(np.int64)
         p = self.params(node, s, zp, axis=axis)
@@ -454,8 +467,13 @@ class _Rewriter:
         """An int32 bias in units ``x_scale * w_scale``: its float initializer."""
         b = self.const(node, t, "bias").astype(np.int64)
         s = np.float32(xp.scale.reshape(-1)[0]) * wp.scale.astype(np.float32).reshape(-1)
-        p = QuantParams(scale=s.astype(np.float64), zero_point=np.zeros((), np.int64), bits=32,
-                        signed=True, axis=0 if s.size > 1 else None)
+        p = QuantParams(
+            scale=s.astype(np.float64),
+            zero_point=np.zeros((), np.int64),
+            bits=32,
+            signed=True,
+            axis=0 if s.size > 1 else None,
+        )
         name = self.add_const(tag, (b.astype(np.float32) * s).astype(np.float32))
         self.out.weights[name] = QuantizedWeight(raw=b, params=p)
         return name
@@ -477,7 +495,9 @@ class _Rewriter:
     def quantize_linear(self, node: Any) -> None:
         x, out = node.input[0], node.output[0]
         axis = _attr(node, "axis", 1)
-        p = self.params(node, node.input[1], node.input[2] if len(node.input) > 2 else None, axis=axis)
+        p = self.params(
+            node, node.input[1], node.input[2] if len(node.input) > 2 else None, axis=axis
+        )
         if self.is_const(x):
             self.new_consts[out] = p.quantize(self.const(node, x, "input"))
             self.qview[out] = p
@@ -490,11 +510,20 @@ class _Rewriter:
         if src not in self.qview:
             return False
         p = self.qview[src]
-        lo = int(self.const(node, node.input[1], "min")) if len(node.input) > 1 and node.input[1] else p.lo
-        hi = int(self.const(node, node.input[2], "max")) if len(node.input) > 2 and node.input[2] else p.hi
+        lo = (
+            int(self.const(node, node.input[1], "min"))
+            if len(node.input) > 1 and node.input[1]
+            else p.lo
+        )
+        hi = (
+            int(self.const(node, node.input[2], "max"))
+            if len(node.input) > 2 and node.input[2]
+            else p.hi
+        )
+        bits, narrow = _range_bits(lo, hi, p.signed)
         narrowed = QuantParams(
-            scale=p.scale, zero_point=p.zero_point, bits=p.bits, signed=p.signed,
-            narrow=p.narrow, axis=p.axis, qmin=lo, qmax=hi,
+            scale=p.scale, zero_point=p.zero_point, bits=min(bits, p.bits), signed=p.signed,
+            narrow=narrow, axis=p.axis, qmin=lo, qmax=hi,
         )  # fmt: skip
         out = node.output[0]
         self.qview[out] = narrowed
@@ -510,17 +539,19 @@ class _Rewriter:
         axis = _attr(node, "axis", 1)
         if self.is_const(q):
             raw = self.const(node, q, "input")
-            p = self.params(node, node.input[1], node.input[2] if len(node.input) > 2 else None, axis=axis)
+            p = self.params(
+                node, node.input[1], node.input[2] if len(node.input) > 2 else None, axis=axis
+            )
             if q in self.qview:  # a Clip narrowed it
                 v = self.qview[q]
                 p = QuantParams(
-                    scale=p.scale, zero_point=p.zero_point, bits=p.bits, signed=p.signed,
-                    axis=p.axis, qmin=v.qmin, qmax=v.qmax,
+                    scale=p.scale, zero_point=p.zero_point, bits=v.bits, signed=p.signed,
+                    narrow=v.narrow, axis=p.axis, qmin=v.qmin, qmax=v.qmax,
                 )  # fmt: skip
             if p.axis is not None:
                 p = QuantParams(
                     scale=p.scale, zero_point=p.zero_point, bits=p.bits, signed=p.signed,
-                    axis=p.axis % max(raw.ndim, 1), qmin=p.qmin, qmax=p.qmax,
+                    narrow=p.narrow, axis=p.axis % max(raw.ndim, 1), qmin=p.qmin, qmax=p.qmax,
                 )  # fmt: skip
             self.new_consts[out] = p.dequantize(raw)
             self.out.weights[out] = QuantizedWeight(raw=raw.astype(np.int64), params=p)
@@ -531,7 +562,9 @@ class _Rewriter:
         x, out = node.input[0], node.output[0]
         if node.op_type == "BipolarQuant":
             scale = self.const(node, node.input[1], "scale").astype(np.float64)
-            p = QuantParams(scale=scale, zero_point=np.zeros((), np.int64), bits=1, signed=True, bipolar=True)
+            p = QuantParams(
+                scale=scale, zero_point=np.zeros((), np.int64), bits=1, signed=True, bipolar=True
+            )
         else:
             scale = self.const(node, node.input[1], "scale").astype(np.float64)
             zp = self.const(node, node.input[2], "zeropt").astype(np.float64)
@@ -550,7 +583,8 @@ class _Rewriter:
                 scale, zp = scale.reshape(()), zp.reshape(())
             p = QuantParams(
                 scale=scale, zero_point=zp.astype(np.int64), bits=int(float(bits)),
-                signed=bool(_attr(node, "signed", 1)), narrow=bool(_attr(node, "narrow", 0)), axis=axis,
+                signed=bool(_attr(node, "signed", 1)), narrow=bool(_attr(node, "narrow", 0)),
+                axis=axis,
             )  # fmt: skip
         if self.is_const(x):
             raw = p.quantize(self.const(node, x, "input"))
@@ -558,13 +592,16 @@ class _Rewriter:
             self.out.weights[out] = QuantizedWeight(raw=raw, params=p)
             return
         if p.bipolar:
-            raise self.fail(node, "BipolarQuant on activations (binarized activations) is not supported")
+            raise self.fail(
+                node, "BipolarQuant on activations (binarized activations) is not supported"
+            )
         self.quantized_output(node, self.name(x), out, p)
 
     def qlinear_conv(self, node: Any) -> None:
         i = list(node.input)
         x = self.name(i[0])
         xp = self.params(node, i[1], i[2])
+        self.out.activations.setdefault(x, xp)  # an integer graph input has no QuantizeLinear
         wname, qw = self.weight(node, i[3], i[4], i[5], 0, f"{node.output[0]}_weight")
         yp = self.params(node, i[6], i[7])
         inputs = [x, wname]
@@ -578,7 +615,7 @@ class _Rewriter:
     def qlinear_matmul(self, node: Any) -> None:
         i = list(node.input)
         a = self.name(i[0])
-        self.params(node, i[1], i[2])
+        self.out.activations.setdefault(a, self.params(node, i[1], i[2]))
         wname, _ = self.weight(node, i[3], i[4], i[5], 1, f"{node.output[0]}_weight")
         yp = self.params(node, i[6], i[7])
         mm_out = f"{node.output[0]}_float"
@@ -589,8 +626,11 @@ class _Rewriter:
         i = list(node.input) + [""] * (9 - len(node.input))
         a = self.name(i[0])
         ap = self.params(node, i[1], i[2])
+        self.out.activations.setdefault(a, ap)
         trans_b = int(_attr(node, "transB", 0))
-        wname, qw = self.weight(node, i[3], i[4], i[5], 0 if trans_b else 1, f"{node.output[0]}_weight")
+        wname, qw = self.weight(
+            node, i[3], i[4], i[5], 0 if trans_b else 1, f"{node.output[0]}_weight"
+        )
         inputs = [a, wname]
         if i[6]:
             inputs.append(self.bias(node, i[6], ap, qw.params, f"{node.output[0]}_bias"))
@@ -602,10 +642,12 @@ class _Rewriter:
         else:
             self.emit("Gemm", inputs, [node.output[0]], node.name or node.output[0], **attrs)
 
-    def qlinear_elementwise(self, node: Any, float_op: str, data: list[int], y: tuple[int, int]) -> None:
+    def qlinear_elementwise(
+        self, node: Any, float_op: str, data: list[int], y: tuple[int, int]
+    ) -> None:
         i = list(node.input)
         for k in data:
-            self.params(node, i[k + 1], i[k + 2])
+            self.out.activations.setdefault(self.name(i[k]), self.params(node, i[k + 1], i[k + 2]))
         attrs = {a.name: _attr(node, a.name) for a in node.attribute if a.name != "channels_last"}
         if _attr(node, "channels_last", 0):
             raise self.fail(node, "channels_last layout is not supported")
@@ -700,6 +742,15 @@ _KEEPS_QUANT = frozenset(
 )
 
 
+def _range_bits(lo: int, hi: int, signed: bool) -> tuple[int, bool]:
+    """Fewest bits whose range holds ``[lo, hi]``, and whether its lowest code is unused."""
+    if not signed:
+        bits = max(1, int(hi).bit_length())
+        return bits, lo > 0
+    bits = max(int(hi).bit_length(), int(-lo - 1).bit_length() if lo < 0 else 0) + 1
+    return bits, lo > -(1 << (bits - 1))
+
+
 def _attr(node: Any, name: str, default: Any = None) -> Any:
     from onnx import helper
 
@@ -746,7 +797,15 @@ def dequantize_onnx(model: Any, *, label: str = "model") -> QuantizedModel:
     for node in model.graph.node:
         rw.visit(node)
     has_qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
-    kind = "qonnx" if "qonnx" in rw.kinds else "qoperator" if "qoperator" in rw.kinds else "qdq" if has_qdq else "float"
+    kind = (
+        "qonnx"
+        if "qonnx" in rw.kinds
+        else "qoperator"
+        if "qoperator" in rw.kinds
+        else "qdq"
+        if has_qdq
+        else "float"
+    )
     rw.out.kind = kind
     g = model.graph
     used = {t for n in rw.nodes for t in n.input}
@@ -787,7 +846,11 @@ def _layers(rw: _Rewriter, consts: dict[str, NDArray[Any]]) -> dict[str, Quantiz
             continue  # per-channel activation scales do not map to one MAC input format
         out = node.output[0]
         relu = next((n for n in rw.nodes if n.op_type == "Relu" and n.input[0] == out), None)
-        y = rw.out.activations.get(out) or (relu is not None and rw.out.activations.get(relu.output[0])) or None
+        y = (
+            rw.out.activations.get(out)
+            or (relu is not None and rw.out.activations.get(relu.output[0]))
+            or None
+        )
         bias_raw = None
         if len(node.input) > 2 and node.input[2]:
             bq = rw.out.weights.get(node.input[2])
