@@ -91,7 +91,7 @@ def test_float_reference_matches_onnxruntime(name):
 @pytest.mark.parametrize("name", ZOO + QUANTIZED)
 def test_cli_simulates_every_layer(name, datapath, capsys):
     path = FIXTURES / f"{name}.onnx"
-    argv = ["simulate", "--onnx", str(path), "--datapath", datapath, "--max-size", "4"]
+    argv = ["simulate", "--onnx", str(path), "--datapath", datapath, "--max-size", "2"]
     assert main(argv) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "total:" in out

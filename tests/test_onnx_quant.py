@@ -330,3 +330,38 @@ def test_bad_quantized_nodes_name_the_node():
         dequantize_onnx(_graph_with(dyn, []))
     with pytest.raises(ValueError, match="cannot read"):
         dequantize_onnx(FIXTURES / "no_such_file.onnx")
+
+
+@pytest.mark.parametrize("per_column", [False, True])
+def test_qlinear_matmul_matches_onnxruntime(per_column):
+    rng = np.random.default_rng(11 + per_column)
+    k, n = 24, 7
+    b = rng.integers(-128, 128, (k, n)).astype(np.int8)
+    bs = (rng.uniform(0.002, 0.02, n) if per_column else np.array(0.01)).astype(np.float32)
+    inits = [
+        numpy_helper.from_array(np.array(0.04, np.float32), "as"),
+        numpy_helper.from_array(np.array(131, np.uint8), "azp"),
+        numpy_helper.from_array(b, "b"),
+        numpy_helper.from_array(bs, "bs"),
+        numpy_helper.from_array(np.zeros(bs.shape, np.int8), "bzp"),
+        numpy_helper.from_array(np.array(0.07, np.float32), "ys"),
+        numpy_helper.from_array(np.array(120, np.uint8), "yzp"),
+    ]
+    node = helper.make_node(
+        "QLinearMatMul", ["a", "as", "azp", "b", "bs", "bzp", "ys", "yzp"], ["y"], name="qmm"
+    )
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [3, k])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    a = rng.integers(0, 256, (3, k)).astype(np.uint8)
+    want = _session(model).run(None, {"a": a})[0].astype(np.int64)
+    layer = dequantize_onnx(model).layers["qmm"]
+    assert (layer.layer.in_features, layer.layer.out_features) == (k, n)
+    _, q = layer.run_mac(a)
+    np.testing.assert_array_equal(q, want)
