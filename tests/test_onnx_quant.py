@@ -180,7 +180,17 @@ def test_quant_params_quantize_and_dequantize():
     np.testing.assert_array_equal(q, [0, 2, 0, 7, -7, 2])  # ties to even, clamp, narrow
     np.testing.assert_array_equal(p.dequantize(q), np.array([0, 1, 0, 3.5, -3.5, 1], np.float32))
     u = QuantParams(scale=np.array(1.0), zero_point=np.array(128), bits=8, signed=False)
-    assert u.raw_format.bits == 9 and u.raw_format.signed
+    assert u.raw_format.bits == 8 and u.raw_format.signed  # [-128, 127]
+    u0 = QuantParams(scale=np.array(1.0), zero_point=np.array(0), bits=8, signed=False)
+    assert u0.raw_format.bits == 9  # [0, 255]
+    s8 = QuantParams(scale=np.array(1.0), zero_point=np.array(0), bits=8, signed=True)
+    assert s8.raw_format.bits == 8
+    assert (
+        QuantParams(
+            scale=np.array(1.0), zero_point=np.array(0), bits=4, signed=True, narrow=True
+        ).raw_format.bits
+        == 4
+    )
     assert not u.clamps_at_zero
     r = QuantParams(scale=np.array(1.0), zero_point=np.array(0), bits=8, signed=False)
     assert r.clamps_at_zero

@@ -198,9 +198,9 @@ class QuantParams:
     def raw_format(self) -> FixedFormat:
         """The signed integer format of ``q - zero_point`` (one more bit when needed)."""
         zp = self.zero_point
-        lo = self.lo - int(zp.max(initial=0))
-        hi = self.hi - int(zp.min(initial=0))
-        bits = max(int(lo).bit_length(), int(hi).bit_length()) + 1
+        lo = self.lo - int(zp.max())
+        hi = self.hi - int(zp.min())
+        bits, _ = _range_bits(lo, hi, True)
         return FixedFormat(max(bits, 2), 0, signed=True)
 
 
