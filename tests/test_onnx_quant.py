@@ -258,6 +258,37 @@ def test_float_graph_is_the_source_model_with_quantized_weights(name):
     assert checked == (42 if qm.kind == "qdq" else 21)
 
 
+@pytest.mark.parametrize("name", ["resnet18_ort_qop", "resnet18_ort_qdq"])
+def test_float_graph_equals_the_source_model_with_dequantized_weights(name):
+    """Same operators (the ReLUs the quantiser absorbed restored), same outputs."""
+    path = FIXTURES / f"{name}.onnx"
+    qm = dequantize_onnx(path)
+    quantized = onnx.load(str(path))
+    source = onnx.load(str(FIXTURES / "resnet18_ts13.onnx"))
+    ours = {t.name: numpy_helper.to_array(t) for t in qm.float_model.graph.initializer}
+    # stored integer tensor -> our float initializer holding its dequantized values
+    deq = {}
+    for n in quantized.graph.node:
+        if n.op_type == "DequantizeLinear" and n.output[0] in ours:
+            deq[n.input[0]] = ours[n.output[0]]
+        if n.op_type in ("QLinearConv", "QGemm"):
+            deq[n.input[3]] = ours[f"{n.output[0]}_weight"]
+            bias = n.input[8] if n.op_type == "QLinearConv" else n.input[6]
+            deq[bias] = ours[f"{n.output[0]}_bias"]
+    replaced = 0
+    for t in source.graph.initializer:
+        if f"{t.name}_quantized" in deq:
+            t.CopyFrom(numpy_helper.from_array(deq[f"{t.name}_quantized"], t.name))
+            replaced += 1
+    assert replaced == 42  # 21 weights and 21 biases
+    relus = [n for n in qm.float_model.graph.node if n.op_type == "Relu"]
+    assert len(relus) == sum(n.op_type == "Relu" for n in source.graph.node) == 17
+    x = np.random.default_rng(3).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    want = _session(source).run(None, {"input": x})[0]
+    got = _session(qm.float_model).run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max())
+
+
 def test_weights_dequantize_exactly_as_onnxruntime():
     """Each folded weight equals what onnxruntime's DequantizeLinear makes of the integers."""
     path = FIXTURES / "resnet18_ort_qdq.onnx"
@@ -375,3 +406,46 @@ def test_qlinear_matmul_matches_onnxruntime(per_column):
     assert (layer.layer.in_features, layer.layer.out_features) == (k, n)
     _, q = layer.run_mac(a)
     np.testing.assert_array_equal(q, want)
+
+
+def _qdq_after(op: str, top: float) -> onnx.ModelProto:
+    """x -> op -> QuantizeLinear (uint8, zero point 0, range [0, top]) -> DequantizeLinear."""
+    s = np.array(top / 255, np.float32)
+    inits = [
+        numpy_helper.from_array(np.full((2, 2, 1, 1), 0.5, np.float32), "w"),
+        numpy_helper.from_array(s, "s"),
+        numpy_helper.from_array(np.array(0, np.uint8), "z"),
+    ]
+    first = (
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv")
+        if op == "Conv"
+        else helper.make_node("Mul", ["x", "x"], ["c"], name="mul")
+    )
+    nodes = [
+        first,
+        helper.make_node("QuantizeLinear", ["c", "s", "z"], ["q"], name="q"),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dq"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize(
+    ("op", "top", "restored"),
+    [("Conv", 6.0, "Clip"), ("Conv", 4.5, "Relu"), ("Mul", 6.0, None), ("Mul", 3.0, None)],
+)
+def test_absorbed_activations_come_back(op, top, restored):
+    qm = dequantize_onnx(_qdq_after(op, top))
+    ops = [n.op_type for n in qm.float_model.graph.node]
+    assert ops == [op] + ([restored] if restored else [])
+    assert qm.float_model.graph.output[0].name == ("c_relu" if restored else "c")
+    x = np.random.default_rng(0).standard_normal((1, 2, 3, 3)).astype(np.float32) * 10
+    y = _session(qm.float_model).run(None, {"x": x})[0]
+    if restored:
+        assert y.min() >= 0 and (restored == "Relu" or y.max() <= 6.0)

@@ -17,9 +17,14 @@ Three ways of writing a quantized network in ONNX are read (needs the ``onnx`` p
 :func:`dequantize_onnx` turns such a model into a plain float ONNX model — weights
 dequantized, ``QLinear*`` operators replaced by their float operators, quantize/dequantize
 pairs removed — that the float importer reads, together with a :class:`QuantizedModel`
-holding every tensor's :class:`QuantParams` and every weight's integers. A clamp of a
-quantized tensor to ``[0, ...]`` (an unsigned tensor with zero point 0, where onnxruntime's
-quantiser has removed the ReLU it absorbed) becomes an explicit ``Relu`` in the float graph.
+holding every tensor's :class:`QuantParams` and every weight's integers. Where onnxruntime's
+quantiser dropped a ReLU or ReLU6 after a convolution, matrix product, add or batch
+normalization (the output's range, starting at the real value 0, clamps instead), the float
+graph gets it back: a range ``[0, 6]`` becomes ``Clip(0, 6)``, any other range from 0 a
+``Relu`` (a ReLU6 whose calibrated range ends below 6 therefore reads as a ReLU; the two agree
+on every value the quantized model represents). Otherwise the float
+graph is the source model with the dequantized weights (checked on the test fixtures: equal
+outputs in onnxruntime).
 
 :class:`QuantizedLayer` runs one quantized convolution or matrix product on the
 :class:`~shiftsim.datapath.mac.FixedMacDatapath` with the file's own integers: raw activations
@@ -479,14 +484,27 @@ class _Rewriter:
         return name
 
     def quantized_output(self, node: Any, float_out: str, out: str, p: QuantParams) -> None:
-        """``out`` carries ``float_out`` quantized by ``p``: add a ReLU when ``p`` clamps at 0."""
+        """``out`` carries ``float_out`` quantized by ``p``; restore an activation it absorbed.
+
+        onnxruntime's quantiser drops the ReLU (or ReLU6 ``Clip``) after a convolution, matrix
+        product, add or batch normalization and lets the output's range do the clamping; such
+        a range starts at the real value 0. After those producers, a range ``[0, 6]`` becomes
+        ``Clip(0, 6)`` and any other range from 0 a ``Relu``.
+        """
         self.out.activations[float_out] = p
         prod = self.producer.get(float_out)
-        if p.clamps_at_zero and (prod is None or prod.op_type not in ("Relu", "Clip")):
-            relu = f"{float_out}_relu"
-            self.emit("Relu", [float_out], [relu], f"{node.name or node.op_type}_relu")
-            self.out.activations[relu] = p
-            self.alias[out] = relu
+        if p.clamps_at_zero and prod is not None and prod.op_type in _ABSORBS_ACTIVATION:
+            act = f"{float_out}_relu"
+            top = float(p.scale.reshape(-1)[0]) * (p.hi - int(p.zero_point.reshape(-1)[0]))
+            name = f"{node.name or node.op_type}_relu"
+            if p.scale.size == 1 and abs(top - 6.0) <= 6.0 * 1e-6:
+                lo = self.add_const(f"{act}_min", np.array(0.0, np.float32))
+                hi = self.add_const(f"{act}_max", np.array(6.0, np.float32))
+                self.emit("Clip", [float_out, lo, hi], [act], name)
+            else:
+                self.emit("Relu", [float_out], [act], name)
+            self.out.activations[act] = p
+            self.alias[out] = act
         elif out != float_out:
             self.alias[out] = float_out
         self.qview[out] = p
@@ -736,6 +754,10 @@ _ELEMENTWISE: dict[str, tuple[str, list[int], tuple[int, int]]] = {
     "QLinearLeakyRelu": ("LeakyRelu", [0], (3, 4)),
     "QLinearSoftmax": ("Softmax", [0], (3, 4)),
 }
+
+_ABSORBS_ACTIVATION = frozenset(
+    ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "BatchNormalization")
+)
 
 _KEEPS_QUANT = frozenset(
     "MaxPool Flatten Reshape Transpose Squeeze Unsqueeze Identity Slice Split Gather Pad".split()
