@@ -449,3 +449,18 @@ def test_absorbed_activations_come_back(op, top, restored):
     y = _session(qm.float_model).run(None, {"x": x})[0]
     if restored:
         assert y.min() >= 0 and (restored == "Relu" or y.max() <= 6.0)
+
+
+@pytest.mark.parametrize("name", ["resnet18_ort_qop", "resnet18_ort_qdq", "brevitas_cnn_qonnx"])
+def test_read_onnx_reads_quantized_files_with_the_layer_names_of_their_integers(name):
+    from shiftsim.io.onnx_io import read_onnx, supported_ops
+
+    path = FIXTURES / f"{name}.onnx"
+    net = read_onnx(path)
+    qm = dequantize_onnx(path)
+    convs = {n.name for n in net.conv_nodes}
+    # Brevitas quantizes before the pooling: its classifier reads an unquantized average
+    assert set(qm.layers) <= convs and len(qm.layers) == (3 if "brevitas" in name else 21)
+    assert {"QLinearConv", "com.microsoft:QGemm", "qonnx.custom_op.general:Quant"} <= set(
+        supported_ops()
+    )
