@@ -15,9 +15,8 @@ from shiftsim.datapath.shift_add import ShiftAddDatapath
 from shiftsim.formats import FixedFormat, Overflow, Rounding
 from shiftsim.layers import Conv2d, Linear
 from shiftsim.quantize import ShiftCode, quantize_shiftcnn
+from tests.levels import LEVELS
 from tests.strategies import shift_cases
-
-LEVELS = ("golden", "functional", "cycle")
 
 
 def make_code(index, n_codebooks, bits, scale=1.0):
