@@ -610,12 +610,20 @@ def plan(
     """
     a_units = parallel_outputs(p, hw)
     found: list[tuple[tuple[int, int], Plan]] = []
+    floor = compulsory_dram_bytes(g, p)
+    done = {"os": False, "ws": hw.dataflow == "os"}
     for tile_co in _candidates(g.co, a_units):
         for tile_c in _candidates(g.cg, hw.tree_width):
             pl, needs = _mapping(g, p, hw, tile_co, tile_c)
             if _fits(needs, hw):
-                found.append(((_dram_bytes(g, p, pl), -tile_co), pl))
+                dram = _dram_bytes(g, p, pl)
+                found.append(((dram, -tile_co), pl))
+                if dram == floor:  # nothing smaller can beat it (ties: the larger tile)
+                    done["os"] = True
+                    done["ws"] = done["ws"] or pl.dataflow == "ws"
                 break  # the largest fitting input-channel tile of this output tile
+        if done["os"] and done["ws"]:
+            break
     if not found:
         needs = smallest_tile_needs(g, p, hw)
         for name, need in needs.items():
