@@ -16,7 +16,7 @@ from shiftsim.cycle.schedule import (
     map_layer,
     parallel_outputs,
 )
-from shiftsim.datapath.base import LayerResult, from_nchw_int64
+from shiftsim.datapath.base import LayerResult, from_nchw_int64, register_cycle_model
 from shiftsim.energy import energy_pj
 from shiftsim.formats import Overflow, Rounding
 from shiftsim.hardware import Hardware
@@ -226,3 +226,6 @@ def run_cycle(
         counts=counts,
         trace=trace_arr,
     )
+
+
+register_cycle_model(run_cycle)
