@@ -476,3 +476,19 @@ def test_vgg16_csv_maps_on_every_preset(tmp_path, hw):
         shape = (1, tl.layer.in_channels, *tl.input_hw)
         c = estimate(tl.layer, FixedMacDatapath(), PRESETS[hw], input_shape=shape)
         assert c.cycles >= c.compute_cycles > 0
+
+
+def test_line_buffer_stores_only_tapped_columns():
+    # found by the property above: stride 2 and padding 1 on a 1-wide input read no column,
+    # yet a line buffer of whole rows loaded one; a bigger input buffer then moved more
+    layer, shape = Conv2d(2, 1, 1, stride=(1, 2), padding=(0, 1)), (1, 2, 1, 1)
+    hw = Hardware.tiny().replace(acc_units=1, tree_width=1, input_buffer_bytes=0, dataflow="os")
+    dp = LogDatapath()
+    small = _dram(layer, dp, hw, shape)
+    assert _dram(layer, dp, hw.replace(input_buffer_bytes=1), shape) <= small
+    c = estimate(layer, dp, hw.replace(input_buffer_bytes=64), input_shape=shape)
+    assert c.input_buffer_write_bits == 0  # no column is read: nothing is loaded
+    # 8 columns, stride 2, 1x1 kernel: columns 0, 2, 4, 6 are read; rows hold only those
+    layer2, shape2 = Conv2d(1, 1, 1, stride=(1, 2)), (1, 1, 1, 8)
+    c2 = estimate(layer2, FixedMacDatapath(), Hardware.edge(), input_shape=shape2)
+    assert c2.input_buffer_write_bits == 4 * 8

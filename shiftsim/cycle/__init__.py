@@ -64,7 +64,8 @@ WRAP and SAT alike. The log datapath's lanes take one term per cycle in the orde
 (its registers simply continue from one channel tile to the next).
 
 Buffers. One input-channel tile (*line mode*): the input buffer is a line buffer: a sweep
-loads each tapped row (padding is never stored) of its groups' channels once, when a chunk's
+loads each tapped row (its tapped columns: padding and unread columns are never stored) of
+its groups' channels once, when a chunk's
 window first needs it; with several weight tiles and room for two elements' tapped rows, the
 rows stay resident for the element (dense layers). The shift unit shifts the window positions
 not in the previous chunk's window of the sweep. Several tiles (*box mode*): every pass loads
@@ -78,7 +79,7 @@ positions of its first and last outputs::
 Weights: all resident (loaded once per batch) when they fit; else a tile's weights, all its
 channel tiles, loaded at the sweep's first chunk (two tiles in the buffer); else each pass
 loads its chunk's output channels' slice. Needs (bits; double-buffered where the next pass
-loads ahead): input ``(rows_k + new_rows_(k+1)) * chans * W * act_bits`` (line) or
+loads ahead): input ``(rows_k + new_rows_(k+1)) * chans * tapped_cols * act_bits`` (line) or
 ``box_g*chans_g + box_(g+1)*chans_(g+1)`` values (box); shift buffer the same positions times
 ``P-1`` words of ``word_bits``; weights all, ``2*Ct*Cg*Kh*Kw*weight_bits`` or two slices;
 output ``2*A*acc_bits``.

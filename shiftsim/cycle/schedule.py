@@ -135,6 +135,11 @@ def tapped(g: Geometry) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
     return rows, cols
 
 
+def _tapped_cols(g: Geometry) -> int:
+    """Columns some output reads: a line-buffer row holds these (padding is never stored)."""
+    return int(tapped(g)[1].sum())
+
+
 def _count(cum: NDArray[np.int64], lo: NDArray[np.int64], hi: NDArray[np.int64]) -> NDArray:
     """Tapped indices in ``[lo, hi]`` (0 when empty) from a prefix sum ``cum``."""
     lo_c = np.clip(lo, 0, len(cum) - 1)
@@ -344,7 +349,7 @@ def _input_resident(g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, ti
         tile_c >= g.cg
         and g.groups == 1
         and tile_co < g.co
-        and 2 * rows * g.c * g.w * p.act_bits <= hw.input_buffer_bytes * 8
+        and 2 * rows * g.c * _tapped_cols(g) * p.act_bits <= hw.input_buffer_bytes * 8
     )
 
 
@@ -373,9 +378,10 @@ def buffer_needs(
         chans = ch["groups"] * g.cg
         cur = ch["rows"] * chans
         if input_resident:
-            inp = 2 * int(tapped(g)[0].sum()) * g.c * g.w * p.act_bits
+            inp = 2 * int(tapped(g)[0].sum()) * g.c * _tapped_cols(g) * p.act_bits
         else:
-            inp = int((cur + _next(ch["new_rows"] * chans, cur, more)).max()) * g.w * p.act_bits
+            inp = int((cur + _next(ch["new_rows"] * chans, cur, more)).max())
+            inp *= _tapped_cols(g) * p.act_bits
         cur_b = ch["box"] * chans
         both = int((cur_b + _next(ch["new_box"] * chans, cur_b, more)).max())
         shift = both * word
@@ -420,9 +426,9 @@ def hardware_counts(g: Geometry, p: HardwareDesc, hw: Hardware, pl: Plan) -> dic
     if line and pl.input_resident:
         rows_in = np.zeros(n_e, np.int64)
         rows_in[0] = int(tapped(g)[0].sum())
-        in_e = rows_in * (g.c * g.w * p.act_bits)
+        in_e = rows_in * (g.c * _tapped_cols(g) * p.act_bits)
     elif line:
-        in_e = tb["new_rows"] * chans * (g.w * p.act_bits)
+        in_e = tb["new_rows"] * chans * (_tapped_cols(g) * p.act_bits)
     else:
         in_e = tb["box"] * chans * p.act_bits
     shift_e = (tb["new_box"] if line else tb["box"]) * chans if p.has_shift_unit else 0 * chans
@@ -516,9 +522,10 @@ def _dram_bytes(g: Geometry, p: HardwareDesc, pl: Plan) -> int:
 
     k = g.kh * g.kw * p.weight_bits
     if m == 1 and pl.input_resident:
-        inp = np.zeros(1, np.int64) + _cdiv(int(tapped(g)[0].sum()) * g.c * g.w * p.act_bits, 8)
+        rows = int(tapped(g)[0].sum())
+        inp = np.zeros(1, np.int64) + _cdiv(rows * g.c * _tapped_cols(g) * p.act_bits, 8)
     elif m == 1:
-        inp = _cdiv(ch["new_rows"] * ch["groups"] * g.cg * g.w * p.act_bits, 8)
+        inp = _cdiv(ch["new_rows"] * ch["groups"] * g.cg * _tapped_cols(g) * p.act_bits, 8)
     else:
         inp = per_pass(ch["box"] * ch["groups"] * p.act_bits)
     if pl.weights == WEIGHTS_SWEEP:

@@ -121,6 +121,16 @@ def _load(lbuf, instamp, x, bank, b, c, i, j0, j1, gp, bits):
 
 
 @kernel
+def _load_row(lbuf, instamp, x, tcol, bank, b, c, i, gp, bits):
+    """Copy the tapped columns of input row ``i``, channel ``c``, into ``bank``; bits moved."""
+    moved = 0
+    for j in range(x.shape[3]):
+        if tcol[j]:
+            moved += _load(lbuf, instamp, x, bank, b, c, i, j, j, gp, bits)
+    return moved
+
+
+@kernel
 def _prepare(gp, cfg, x, dims, trow, tcol, bufs, ct):
     """Move pass ``gp``'s new inputs, weights and shifted copies in; return its cycles.
 
@@ -150,14 +160,14 @@ def _prepare(gp, cfg, x, dims, trow, tcol, bufs, ct):
                 if trow[i]:
                     rowstamp[bank, i] = gp
                     for c in range(x.shape[1]):
-                        in_bits += _load(lbuf, instamp, x, bank, b, c, i, 0, w - 1, gp, act)
+                        in_bits += _load_row(lbuf, instamp, x, tcol, bank, b, c, i, gp, act)
     elif line:
         for i in range(r0, r1 + 1):
             if trow[i] and rowstamp[bank, i] < sweep0:
                 rowstamp[bank, i] = gp
                 for grp in range(grp_lo, grp_hi + 1):
                     for c in range(grp * cg, grp * cg + cg):
-                        in_bits += _load(lbuf, instamp, x, bank, b, c, i, 0, w - 1, gp, act)
+                        in_bits += _load_row(lbuf, instamp, x, tcol, bank, b, c, i, gp, act)
     else:  # box mode: the pass's window, its channels
         for i in range(r0, r1 + 1):
             if not trow[i]:
