@@ -373,6 +373,13 @@ def test_unsupported_operators_are_all_listed_at_once(tmp_path: Path) -> None:
     assert "\n" not in msg
 
 
+def test_constant_scales_and_biases_fold_into_the_layer_before(tmp_path: Path) -> None:
+    model = m_constants()  # conv, Mul by a per-channel constant, Add of a full tensor, ...
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    ops = [n.op for n in read_onnx(tmp_path / "m.onnx").nodes]
+    assert ops == ["conv", "affine", "affine", "affine", "relu"]  # the Mul is in the weights
+
+
 def test_dead_nodes_are_left_out(tmp_path: Path) -> None:
     """A node nothing reads (an exporter's leftover, even of an unsupported op) is dropped."""
     nodes = [
