@@ -16,7 +16,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from shiftsim.io.onnx_quant import QuantParams, dequantize_onnx, is_quantized, requantize
+from shiftsim.affine import QuantParams, requantize
+from shiftsim.io.onnx_quant import dequantize_onnx, is_quantized
 from shiftsim.layers import Conv2d
 
 FIXTURES = Path(__file__).parent / "fixtures" / "onnx"
@@ -270,9 +271,11 @@ def test_float_graph_is_the_source_model_with_quantized_weights(name):
         original = float_w[stored[: -len("_quantized")]].astype(np.float64)
         w = qm.weights[ours]
         assert w.raw.shape == original.shape
-        step = w.params._shaped(w.params.scale, original.ndim)
-        if w.params.axis is None and original.ndim == 2:  # per-tensor fc
-            step = w.params.scale
+        step = w.params.scale
+        if w.params.axis is not None:  # one step per slice along the axis
+            shape = [1] * original.ndim
+            shape[w.params.axis] = -1
+            step = step.reshape(shape)
         err = np.abs(w.params.dequantize(w.raw).astype(np.float64) - original)
         assert np.all(err <= step / 2 * (1 + 1e-5) + 1e-12), ours
         checked += 1
