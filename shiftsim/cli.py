@@ -35,6 +35,7 @@ __all__ = ["main"]
 _TABLE_COLUMNS = [
     "layer",
     "op",
+    "datapath",
     "shape",
     "macs",
     "shift_ops",
@@ -44,6 +45,7 @@ _TABLE_COLUMNS = [
     "exponent_adds",
     "overflows",
     "clipped",
+    "float_ops",
     "cycles",
     "energy_pj",
     "sqnr_db",
@@ -190,6 +192,20 @@ def _build_parser() -> _Parser:
         help="per-layer report of a network on a datapath",
         description="Simulate a network layer by layer and print a table.",
     )
+    p.add_argument(
+        "--datapaths",
+        type=Path,
+        metavar="FILE.toml",
+        help="per-layer datapaths: [[layer]] entries with match = PATTERN (or @first, @last) "
+        "and datapath, codebooks, bits, acc_bits, overflow; other layers use the flags",
+    )
+    p.add_argument(
+        "--input",
+        type=Path,
+        metavar="X.npy",
+        help="ONNX: run the whole network bit-accurately on these inputs, (B, *input_shape) "
+        "floats (default: every layer on its own random input)",
+    )
     p.add_argument("--csv", type=Path, metavar="OUT", help="also write the table as CSV")
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the table as JSON")
 
@@ -268,27 +284,98 @@ def _version() -> str:
 
 
 # ------------------------------------------------------------------------ helpers
-def _datapath(args: argparse.Namespace) -> Any:
+_DATAPATH_KEYS = ("datapath", "codebooks", "bits", "acc_bits", "overflow")
+
+
+def _datapath(args: argparse.Namespace, **override: Any) -> Any:
+    """The datapath the flags describe, ``override`` replacing some of them."""
     from shiftsim.formats import FixedFormat, LogFormat, Overflow
 
-    overflow = Overflow[args.overflow.upper()]
-    if args.datapath == "shift":
+    opt = {key: override.get(key, getattr(args, key)) for key in _DATAPATH_KEYS}
+    overflow = Overflow[opt["overflow"].upper()]
+    if opt["datapath"] == "shift":
         from shiftsim.datapath.shift_add import ShiftAddDatapath
 
         return ShiftAddDatapath(
-            n_codebooks=args.codebooks, bits=args.bits, acc_bits=args.acc_bits, overflow=overflow
+            n_codebooks=opt["codebooks"],
+            bits=opt["bits"],
+            acc_bits=opt["acc_bits"],
+            overflow=overflow,
         )
-    if args.datapath == "log":
+    if opt["datapath"] == "log":
         from shiftsim.datapath.log_domain import LogDatapath
 
         return LogDatapath(
-            weight=LogFormat(args.bits, 0, signed=True), acc_bits=args.acc_bits, overflow=overflow
+            weight=LogFormat(opt["bits"], 0, signed=True),
+            acc_bits=opt["acc_bits"],
+            overflow=overflow,
         )
     from shiftsim.datapath.mac import FixedMacDatapath
 
     return FixedMacDatapath(
-        weight=FixedFormat(args.bits, args.bits - 1), acc_bits=args.acc_bits, overflow=overflow
+        weight=FixedFormat(opt["bits"], opt["bits"] - 1),
+        acc_bits=opt["acc_bits"],
+        overflow=overflow,
     )
+
+
+def _layer_datapaths(args: argparse.Namespace, net: Any) -> Any:
+    """The datapath, or with ``--datapaths`` a ``{pattern: datapath}`` mapping for the network.
+
+    Each ``[[layer]]`` entry of the TOML file has ``match`` (a layer-name pattern, or
+    ``@first`` / ``@last``) and any of ``datapath``, ``codebooks``, ``bits``, ``acc_bits``,
+    ``overflow`` (as the flags; the flags' values otherwise). Layers no entry matches run on
+    the flags' datapath.
+    """
+    default = _datapath(args)
+    if args.datapaths is None:
+        return default
+    entries = _read_toml(args.datapaths, "datapaths").get("layer")
+    path = args.datapaths
+    if not isinstance(entries, list) or not entries:
+        raise CliError(f'{path}: expected [[layer]] entries with match = "PATTERN"')
+    choices = {"datapath": ("shift", "log", "mac"), "overflow": ("wrap", "sat")}
+    mapping: dict[str, Any] = {}
+    for i, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("match"), str):
+            raise CliError(f'{path}: layer entry {i} needs match = "PATTERN"')
+        unknown = sorted(set(entry) - {"match", *_DATAPATH_KEYS})
+        if unknown:
+            raise CliError(
+                f"{path}: layer entry {i} ({entry['match']!r}): unknown keys {unknown}; "
+                f"allowed: match, {', '.join(_DATAPATH_KEYS)}"
+            )
+        for key, value in entry.items():
+            if key in choices and value not in choices[key]:
+                raise CliError(
+                    f"{path}: {entry['match']!r}: {key} must be one of "
+                    f"{list(choices[key])}, got {value!r}"
+                )
+            if key in ("codebooks", "bits", "acc_bits") and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1
+            ):
+                raise CliError(
+                    f"{path}: {entry['match']!r}: {key} must be a positive integer, got {value!r}"
+                )
+        if entry["match"] in mapping:
+            raise CliError(f"{path}: pattern {entry['match']!r} given twice")
+        mapping[entry["match"]] = _datapath(
+            args, **{k: v for k, v in entry.items() if k != "match"}
+        )
+    from shiftsim.network.runner import resolve_datapaths
+
+    try:
+        resolve_datapaths(net, mapping)
+        return mapping  # the file covers every layer
+    except ValueError as exc:
+        if not str(exc).startswith("datapath: no pattern matches"):
+            raise CliError(f"{path}: {exc}") from None
+    full = {**mapping, "*": default}
+    try:
+        resolve_datapaths(net, full)
+    except ValueError as exc:
+        raise CliError(f"{path}: {exc}") from None
+    return full
 
 
 def _hardware(args: argparse.Namespace) -> Any:
@@ -410,17 +497,21 @@ def _scalar(text: str) -> Any:
     return text
 
 
-def _read_grid_file(path: Path) -> dict[str, list[Any]]:
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
     try:
         import tomllib
     except ImportError:  # pragma: no cover - Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise CliError(f"{path}: cannot read grid file: {exc.strerror}") from None
+        raise CliError(f"{path}: cannot read {what} file: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CliError(f"{path}: not a valid TOML grid file: {exc}") from None
+        raise CliError(f"{path}: not a valid TOML {what} file: {exc}") from None
+
+
+def _read_grid_file(path: Path) -> dict[str, list[Any]]:
+    data = _read_toml(path, "grid")
     table = data.get("grid", data)
     if not isinstance(table, dict) or not table:
         raise CliError(f"{path}: expected NAME = [values] entries (top level or in [grid])")
@@ -430,6 +521,23 @@ def _read_grid_file(path: Path) -> dict[str, list[Any]]:
             raise CliError(f"{path}: {name} must be a non-empty list, got {values!r}")
         out[name] = values
     return out
+
+
+def _read_input(path: Path, net: Any) -> Any:
+    """Network inputs from an .npy file: ``(B, *input_shape)`` or one ``input_shape`` input."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"{path}: cannot read inputs: {exc}") from None
+    if x.dtype.kind not in "fiu":
+        raise CliError(f"{path}: inputs must be real numbers, got dtype {x.dtype}")
+    if x.shape == net.input_shape:
+        x = x[None]
+    if x.shape[1:] != net.input_shape:
+        raise CliError(
+            f"{path}: inputs must have shape (B, *{net.input_shape}), got {tuple(x.shape)}"
+        )
+    return x.astype(np.float64)
 
 
 # ------------------------------------------------------------------------ commands
@@ -449,8 +557,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     _check_out("--csv", args.csv)
     _check_out("--json", args.json)
     net, x, y = _source(args)
-    dp = _datapath(args)
+    dp = _layer_datapaths(args, net)
     hw = _hardware(args)
+    if args.input is not None:
+        if args.onnx is None:
+            raise CliError("--input needs --onnx (the digits model has its own test images)")
+        x = _read_input(args.input, net)
     if x is not None:
         res = net.run(
             x, dp, level=args.level, hardware=hw, requant=Requant(power_of_two=args.power_of_two)
@@ -464,7 +576,16 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             hardware=hw,
             max_hw=args.max_size,
         )
-    print(f"{net.name}: {dp!r}")
+    if isinstance(dp, dict):
+        print(f"{net.name}: per-layer datapaths from {args.datapaths} (column 'datapath')")
+    else:
+        print(f"{net.name}: {dp!r}")
+    if x is not None and args.onnx is not None:
+        fmt = res.extra["input_format"]
+        print(
+            f"input: {len(x)} x {net.input_shape}, {'signed' if fmt.signed else 'unsigned'} "
+            f"{fmt.bits}-bit, {res.extra['input_clipped']} values clipped"
+        )
     _print_table(res.table, _TABLE_COLUMNS)
     t = res.table
     total = f"total: {int(t['macs'].sum()):,} MACs, {res.totals.adds:,} adds"
