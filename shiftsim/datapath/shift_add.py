@@ -375,6 +375,26 @@ class ShiftAddDatapath(Datapath):
         )
 
 
+def partial_group(dtype: type[np.signedinteger[Any]], x_max: int) -> int:
+    """Terms per partial sum kept in ``dtype``: the largest ``g`` that cannot overflow it.
+
+    A term lies in ``[-(x_max + 1), x_max]`` (``x_max = max|xs|``; the short-row adders add
+    ``v ^ -1 = -v - 1`` for a negative term), so ``g`` terms are exact in a ``k``-bit register
+    when ``g * (x_max + 1) <= 2**(k-1)`` (then also ``g * x_max <= 2**(k-1) - 1``):
+    ``g = 2**(k-1) // (x_max + 1)``, at least 1 whenever ``x_max < 2**(k-1)``.
+
+    Raises
+    ------
+    ValueError
+        If ``x_max`` is negative or a single term does not fit ``dtype`` (``g`` would be 0 and
+        the adders could make no progress).
+    """
+    half = int(np.iinfo(dtype).max) + 1
+    if not 0 <= x_max < half:
+        raise ValueError(f"x_max must be in [0, {half}) for {np.dtype(dtype).name}, got {x_max}")
+    return half // (x_max + 1)
+
+
 def shift_add_conv(
     conv: Conv2d,
     index: NDArray[np.int8],
@@ -451,9 +471,7 @@ def shift_add_conv(
     ).reshape(-1)
     flat_index = np.ascontiguousarray(index.reshape(co_n, -1))
 
-    # partial sums of `group` terms in the buffer's dtype cannot overflow it (|term| <= max + 1
-    # for the short path's masked terms)
-    group = int(np.iinfo(buf_dtype).max // (x_max + 1))
+    group = partial_group(buf_dtype, x_max)
     tile_rows = int(min(ho, max(1, _TILE_LANES // wq)))
     n_tiles = -(-ho // tile_rows)
     fast = np.flatnonzero(safe).astype(np.int64)

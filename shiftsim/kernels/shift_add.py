@@ -86,23 +86,21 @@ def _sum_terms(buf, offsets, count, n, group, part, acc, add):
     The partial sums are kept in ``buf``'s dtype (int16: twice the SIMD lanes of int32); the
     caller chooses ``group`` so that no partial can overflow it. Four terms per pass.
     """
-    t = 0
-    while t < count:
-        g_end = min(t + group, count)
+    for g0 in range(0, count, max(group, 1)):  # every loop has a constant, positive step
+        g_end = min(g0 + max(group, 1), count)
+        g4 = g0 + (g_end - g0) // 4 * 4
         part[:] = 0
-        while t + 4 <= g_end:
+        for t in range(g0, g4, 4):
             a0 = buf[offsets[t] : offsets[t] + n]
             a1 = buf[offsets[t + 1] : offsets[t + 1] + n]
             a2 = buf[offsets[t + 2] : offsets[t + 2] + n]
             a3 = buf[offsets[t + 3] : offsets[t + 3] + n]
             for i in range(n):
                 part[i] = part[i] + a0[i] + a1[i] + a2[i] + a3[i]
-            t += 4
-        while t < g_end:
+        for t in range(g4, g_end):
             a0 = buf[offsets[t] : offsets[t] + n]
             for i in range(n):
                 part[i] = part[i] + a0[i]
-            t += 1
         if add:
             for i in range(n):
                 acc[i] += part[i]
@@ -138,13 +136,13 @@ def _sum_signed_rows(w, tid, offsets, masks, count, group, acc):
     """
     pb = np.uint64(tid & (SLOTS - 1)) * np.uint64(WIDE)
     base = np.uint64(ROW_BASE)
-    t = 0
-    while t < count:
-        g_end = min(t + group, count)
+    for g0 in range(0, count, max(group, 1)):  # every loop has a constant, positive step
+        g_end = min(g0 + max(group, 1), count)
+        g8 = g0 + (g_end - g0) // 8 * 8
         for i in range(ROW):
             w[pb + np.uint64(i)] = 0
         n_neg = 0
-        while t + 8 <= g_end:
+        for t in range(g0, g8, 8):
             o0 = np.uint64(offsets[t]) + base
             o1 = np.uint64(offsets[t + 1]) + base
             o2 = np.uint64(offsets[t + 2]) + base
@@ -161,15 +159,13 @@ def _sum_signed_rows(w, tid, offsets, masks, count, group, acc):
                 s03 = ((w[o0 + u] ^ m0) + (w[o1 + u] ^ m1)) + ((w[o2 + u] ^ m2) + (w[o3 + u] ^ m3))
                 s47 = ((w[o4 + u] ^ m4) + (w[o5 + u] ^ m5)) + ((w[o6 + u] ^ m6) + (w[o7 + u] ^ m7))
                 w[pb + u] = w[pb + u] + s03 + s47
-            t += 8
-        while t < g_end:
+        for t in range(g8, g_end):
             o0 = np.uint64(offsets[t]) + base
             m0 = masks[t]
             n_neg -= np.int64(m0)
             for i in range(ROW):
                 u = np.uint64(i)
                 w[pb + u] = w[pb + u] + (w[o0 + u] ^ m0)
-            t += 1
         for i in range(ROW):
             acc[i] += w[pb + np.uint64(i)] + n_neg
 
@@ -184,13 +180,13 @@ def _sum_signed_rows_wide(w, tid, offsets, masks, count, group, acc, width):
     pb = np.uint64(tid & (SLOTS - 1)) * np.uint64(WIDE)
     lanes = min(width, WIDE)  # the bound lets the compiler drop the overlap checks
     base = np.uint64(ROW_BASE)
-    t = 0
-    while t < count:
-        g_end = min(t + group, count)
+    for g0 in range(0, count, max(group, 1)):  # every loop has a constant, positive step
+        g_end = min(g0 + max(group, 1), count)
+        g8 = g0 + (g_end - g0) // 8 * 8
         for i in range(lanes):
             w[pb + np.uint64(i)] = 0
         n_neg = 0
-        while t + 8 <= g_end:
+        for t in range(g0, g8, 8):
             o0 = np.uint64(offsets[t]) + base
             o1 = np.uint64(offsets[t + 1]) + base
             o2 = np.uint64(offsets[t + 2]) + base
@@ -207,15 +203,13 @@ def _sum_signed_rows_wide(w, tid, offsets, masks, count, group, acc, width):
                 s03 = ((w[o0 + u] ^ m0) + (w[o1 + u] ^ m1)) + ((w[o2 + u] ^ m2) + (w[o3 + u] ^ m3))
                 s47 = ((w[o4 + u] ^ m4) + (w[o5 + u] ^ m5)) + ((w[o6 + u] ^ m6) + (w[o7 + u] ^ m7))
                 w[pb + u] = w[pb + u] + s03 + s47
-            t += 8
-        while t < g_end:
+        for t in range(g8, g_end):
             o0 = np.uint64(offsets[t]) + base
             m0 = masks[t]
             n_neg -= np.int64(m0)
             for i in range(lanes):
                 u = np.uint64(i)
                 w[pb + u] = w[pb + u] + (w[o0 + u] ^ m0)
-            t += 1
         for i in range(lanes):
             acc[i] += w[pb + np.uint64(i)] + n_neg
 
