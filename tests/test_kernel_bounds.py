@@ -15,8 +15,16 @@ import textwrap
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from shiftsim.datapath.shift_add import partial_group
+from shiftsim.datapath.mac import FixedMacDatapath, mac_plan
+from shiftsim.datapath.shift_add import ShiftAddDatapath, partial_group
+from shiftsim.formats import FixedFormat, Overflow, Rounding
+from shiftsim.layers import Conv2d
+from shiftsim.quantize import ShiftCode
+from tests.conftest import JIT_DISABLED
+from tests.strategies import layer_and_input_shape
 
 REPRO = textwrap.dedent(
     """
@@ -66,3 +74,188 @@ def test_partial_group_is_the_largest_exact_group(dtype, x_max, group):
 def test_partial_group_refuses_a_term_that_does_not_fit(dtype, x_max):
     with pytest.raises(ValueError, match="x_max"):
         partial_group(dtype, x_max)
+
+
+# ------------------------------------------------------------------ shared pieces
+
+# A hung kernel cannot be interrupted in-process: the thread method ends the run (a failure).
+TIMEOUT = pytest.mark.timeout(600, method="thread")
+
+
+def assert_same(fast, gold):
+    assert fast.y_raw.dtype == gold.y_raw.dtype == np.int64
+    assert fast.y_raw.shape == gold.y_raw.shape
+    np.testing.assert_array_equal(fast.y_raw, gold.y_raw)
+    assert fast.counts == gold.counts
+
+
+def data_with_max(rng, shape, x_max, signed, draw):
+    """Integers in [-x_max, x_max] ([0, x_max] unsigned) with |x| == x_max somewhere."""
+    lo = -x_max if signed else 0
+    x = rng.integers(lo, x_max + 1, size=shape, dtype=np.int64)
+    if draw(st.booleans()):  # extremes: sums really reach their bounds
+        x = rng.choice(np.array([lo, x_max, 0]), size=shape).astype(np.int64)
+    at = tuple(int(rng.integers(0, n)) for n in shape)
+    x[at] = -x_max if signed and draw(st.booleans()) else x_max
+    return x
+
+
+# ------------------------------------------------------------------ shift-add (SPEC §5.1)
+
+TWO15, TWO31 = 1 << 15, 1 << 31
+
+
+@st.composite
+def shift_bound_cases(draw):
+    """Shift-add layers whose ``max|x << f|`` or worst-case sum sits on a path bound.
+
+    Kinds: ``x``: ``max|x << f|`` on an int16/int32 bound; ``tree``: ``C/groups * max`` on
+    2**31; ``fast``: ``|bias| + nonzero terms * max`` of channel 0 on 2**31 (int32 sums);
+    ``acc``: the same sum on the accumulator's limit ``2**(acc_bits-1)``.
+    """
+    layer, x_shape = draw(layer_and_input_shape(max_channels=3, max_size=5))
+    n_cb, bits = draw(st.integers(1, 3)), draw(st.integers(2, 4))
+    half = (1 << (bits - 1)) - 1
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    index = rng.integers(-half, half + 1, size=(*layer.weight_shape, n_cb)).astype(np.int8)
+    index.reshape(index.shape[0], -1)[0, 0] = half  # channel 0 has a nonzero term
+    nnz0 = int(np.count_nonzero(index[0]))
+    cg = layer.as_conv().channels_per_group
+    kind = draw(st.sampled_from(["x", "tree", "fast", "acc"]))
+    delta = draw(st.integers(-1, 1))
+    acc_bits = draw(st.integers(2, 62))
+    bias = None
+    if kind == "x":
+        target = draw(st.sampled_from([TWO15 - 1, TWO15, TWO31 - 1, TWO31])) + delta
+    elif kind == "tree":
+        target = (TWO31 - 1) // cg + delta + 1
+    else:
+        target = draw(st.sampled_from([TWO15 - 1, TWO15 - 2, 1, 255, 32766]))
+        target = min(target, (TWO31 - 2) // nnz0)
+        limit = TWO31 if kind == "fast" else 1 << ((nnz0 * target).bit_length())
+        acc_bits = 40 if kind == "fast" else limit.bit_length()
+        small = min(9, limit - 1)
+        bias = rng.integers(-small, small + 1, size=index.shape[0], dtype=np.int64)
+        # |bias0| + nnz0 * max == limit - 1 + {0, 1}: one below or on the limit
+        bias[0] = (limit - 1 + max(delta, 0) - nnz0 * target) * (1 if draw(st.booleans()) else -1)
+    f = draw(st.integers(0, min(8, (target & -target).bit_length() - 1)))
+    x_max = target >> f
+    signed = draw(st.booleans())
+    act = FixedFormat(x_max.bit_length() + signed, 0, signed=signed)
+    x = data_with_max(rng, x_shape, x_max, signed, draw)
+    dp = ShiftAddDatapath(
+        n_codebooks=n_cb, bits=bits, act=act, shift_frac_bits=f, acc_bits=acc_bits,
+        shift_rounding=draw(st.sampled_from([Rounding.TRN, Rounding.RND])),
+        overflow=draw(st.sampled_from([Overflow.WRAP, Overflow.SAT])),
+    )  # fmt: skip
+    code = ShiftCode(index=index, scale=np.float64(1.0), n_codebooks=n_cb, bits=bits)
+    return layer, dp, code, x, bias
+
+
+@TIMEOUT
+@settings(max_examples=150 if not JIT_DISABLED else 30)
+@given(case=shift_bound_cases())
+def test_shift_add_on_every_path_bound(case):
+    layer, dp, code, x, bias = case
+    gold = dp.run(layer, code, x, bias, level="golden")
+    fast = dp.run(layer, code, x, bias, level="functional")
+    assert_same(fast, gold)
+
+
+# ------------------------------------------------------------------ MAC (SPEC §5.3)
+
+
+def weights_with_sum(rng, shape, total, signed=True):
+    """Integers whose magnitudes sum to ``total`` in channel 0, at most that elsewhere."""
+    n_co = shape[0]
+    k = int(np.prod(shape[1:]))
+    w = np.zeros((n_co, k), dtype=object)
+    for co in range(n_co):
+        t = total if co == 0 else int(rng.integers(0, total + 1)) if total < 2**62 else total
+        q, r = divmod(t, k)
+        mags = [q + (i < r) for i in range(k)]
+        signs = rng.choice([-1, 1], size=k) if signed else np.ones(k, int)
+        w[co] = [int(s) * m for s, m in zip(signs, mags)]
+    return w.astype(np.int64).reshape(shape)
+
+
+@st.composite
+def mac_bound_cases(draw):
+    """MAC layers whose bound sits on 2**53 (one float64 product vs limbs) or the register.
+
+    ``f64``: ``max|x| * sum|w[0]|`` is ``2**53 - X``, ``2**53`` or ``2**53 + X`` (``X = max|x|``
+    a power of two), in a 62-bit register. ``acc``: ``|bias[0]| + max|x| * sum|w[0]|`` is
+    ``2**(acc_bits-1) - 1`` (no overflow possible) or ``2**(acc_bits-1)`` (possible).
+    ``limbs``: products far beyond 2**53, in a 62-bit register.
+    """
+    layer, x_shape = draw(layer_and_input_shape(max_channels=3, max_size=5))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kind = draw(st.sampled_from(["f64", "acc", "limbs"]))
+    bias = None
+    if kind == "f64":
+        x_bits = draw(st.integers(8, 30))
+        x_max = 1 << x_bits
+        total = (1 << (53 - x_bits)) + draw(st.integers(-1, 1))
+        acc_bits = 62
+    elif kind == "limbs":
+        x_max = int(rng.integers(1 << 20, 1 << 28))
+        total = int(rng.integers(1 << 27, 1 << 32))
+        acc_bits = 62
+    else:
+        x_max = int(rng.integers(1, 1 << draw(st.integers(1, 20))))
+        total = int(rng.integers(1, 1 << draw(st.integers(1, 20))))
+        acc_bits = min(62, (x_max * total).bit_length() + draw(st.integers(1, 3)))
+        limit = 1 << (acc_bits - 1)
+        small = min(9, limit - 1)
+        bias = rng.integers(-small, small + 1, size=layer.weight_shape[0], dtype=np.int64)
+        sign = 1 if draw(st.booleans()) else -1
+        bias[0] = sign * (limit - 1 + draw(st.integers(0, 1)) - x_max * total)
+    w = weights_with_sum(rng, layer.weight_shape, total)
+    w_fmt = FixedFormat(int(np.abs(w).max()).bit_length() + 1, 0)
+    signed = draw(st.booleans())
+    act = FixedFormat(x_max.bit_length() + signed, 0, signed=signed)
+    x = data_with_max(rng, x_shape, x_max, signed, draw)
+    if not isinstance(layer, Conv2d):  # a Linear layer's operands are (Co, C) and (B, C)
+        w, x = w.reshape(layer.weight_shape), x.reshape(x_shape)
+    overflow = draw(st.sampled_from([Overflow.WRAP, Overflow.SAT]))
+    dp = FixedMacDatapath(weight=w_fmt, act=act, acc_bits=acc_bits, overflow=overflow)
+    return layer, dp, w, x, bias
+
+
+@TIMEOUT
+@settings(max_examples=150 if not JIT_DISABLED else 30)
+@given(case=mac_bound_cases())
+def test_mac_on_every_path_bound(case):
+    layer, dp, w, x, bias = case
+    gold = dp.run(layer, w, x, bias, level="golden")
+    fast = dp.run(layer, w, x, bias, level="functional")
+    assert_same(fast, gold)
+
+
+@pytest.mark.parametrize(("delta", "n_limbs"), [(-1, 1), (0, 1), (1, 2)])
+def test_mac_plan_one_float64_product_up_to_2_53(delta, n_limbs):
+    # max|x| * sum|w| = 2**20 * (2**33 + delta): up to 2**53 one float64 product is exact
+    w = np.full((1, 1, 1, 1), (1 << 33) + delta, dtype=np.int64)
+    x = np.full((1, 1, 1, 1), -(1 << 20), dtype=np.int64)
+    plan = mac_plan(w, x, np.zeros(1, np.int64), acc_bits=62)
+    assert (plan.n_limbs, plan.gemm.tolist(), plan.checked.tolist()) == (n_limbs, [0], [])
+    dp = FixedMacDatapath(weight=FixedFormat(35, 0), act=FixedFormat(22, 0), acc_bits=62)
+    y = dp.run(Conv2d(1, 1, 1), w, x).y_raw
+    assert y.dtype == np.int64
+    assert int(y[0, 0, 0, 0]) == -((1 << 33) + delta) * (1 << 20)  # exact, by hand
+
+
+@pytest.mark.parametrize(("extra", "path"), [(0, "gemm"), (1, "checked")])
+def test_mac_plan_register_bound(extra, path):
+    # |bias| + max|x| * sum|w| = 2**11 - 1 + extra in a 12-bit register: up to 2**11 - 1 no
+    # partial sum can overflow (BLAS); one more and the checked kernel runs
+    w = np.array([[3, -2]], dtype=np.int64).reshape(1, 2, 1, 1)
+    x = np.array([5, 5], dtype=np.int64).reshape(1, 2, 1, 1)
+    bias = np.array([(1 << 11) - 1 + extra - 25, 0], dtype=np.int64)[:1]
+    plan = mac_plan(w, x, bias, acc_bits=12)
+    assert getattr(plan, path).tolist() == [0]
+    dp = FixedMacDatapath(weight=FixedFormat(4, 0), act=FixedFormat(4, 0), acc_bits=12)
+    res = dp.run(Conv2d(2, 1, 1), w, x, bias)
+    # the sum is bias + 15 - 10: never at the limit, so both paths give it exactly
+    assert int(res.y_raw[0, 0, 0, 0]) == int(bias[0]) + 5
+    assert res.counts.overflows == 0
