@@ -12,7 +12,7 @@ from numba import prange
 
 from shiftsim.kernels._jit import kernel
 from shiftsim.kernels.bitops import apply_overflow, ashr, shl, wrap
-from shiftsim.kernels.conv import group_row, tap
+from shiftsim.kernels.conv import tap
 
 __all__ = [
     "ACC_LINEAR",
@@ -92,6 +92,7 @@ def conv_log(
     w_sign: np.ndarray,
     bias: np.ndarray,
     has_bias: bool,
+    co_list: np.ndarray,
     out: np.ndarray,
     events: np.ndarray,
     geometry: tuple[int, int, int, int, int, int, int],
@@ -142,10 +143,12 @@ def conv_log(
         Bias in accumulator units (zeros when ``has_bias`` is False).
     has_bias : bool
         Whether a bias is added (counted as an add in log mode).
+    co_list : ndarray of int64, shape (n,)
+        The output channels to compute (the others are left as they are).
     out : ndarray of int64, shape (B, Co, Ho, Wo)
         Output, written.
-    events : ndarray of int64, shape (B * Co, N_EVENTS)
-        Event counts per (batch, output channel), written.
+    events : ndarray of int64, shape (B * n, N_EVENTS)
+        Event counts per (batch, listed output channel), written.
     geometry : tuple of 7 int
         ``(stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups)``.
     k : int
@@ -177,8 +180,11 @@ def conv_log(
             n_nonzero_shifts += 1
     split = k == 2 and sqrt2_mode == SQRT2_SPLIT
     base2_linear = k == 1 and accumulate == ACC_LINEAR
-    for row in prange(n_b * n_co):
-        b, co, c0 = group_row(row, n_co, co_per_group, n_cg)
+    n_list = co_list.shape[0]
+    for row in prange(n_b * n_list):
+        b = row // n_list
+        co = co_list[row % n_list]
+        c0 = (co // co_per_group) * n_cg
         n_exp = 0
         n_cmp = 0
         n_shift = 0
