@@ -18,13 +18,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shiftsim.datapath.log_domain import LogDatapath, log_linear_plan
 from shiftsim.datapath.mac import FixedMacDatapath, mac_plan
 from shiftsim.datapath.shift_add import ShiftAddDatapath, partial_group
-from shiftsim.formats import FixedFormat, Overflow, Rounding
-from shiftsim.layers import Conv2d
-from shiftsim.quantize import ShiftCode
+from shiftsim.formats import FixedFormat, LogFormat, Overflow, Rounding
+from shiftsim.layers import Conv2d, Linear
+from shiftsim.quantize import LogCode, ShiftCode
 from tests.conftest import JIT_DISABLED
-from tests.strategies import layer_and_input_shape
+from tests.strategies import layer_and_input_shape, random_log_code
 
 REPRO = textwrap.dedent(
     """
@@ -259,3 +260,144 @@ def test_mac_plan_register_bound(extra, path):
     # the sum is bias + 15 - 10: never at the limit, so both paths give it exactly
     assert int(res.y_raw[0, 0, 0, 0]) == int(bias[0]) + 5
     assert res.counts.overflows == 0
+
+
+# ------------------------------------------------------------------ log domain (SPEC §5.2)
+
+
+def shift_of(xe, we, k, frac_bits):
+    """The shift of a term, floor(p / k) + F, p = e_x + e_w in units of 1/k (by the spec)."""
+    return (xe + we) // k + frac_bits
+
+
+def channel_sum(x_code, w_code, co, k, frac_bits):
+    """Sum over channel co's nonzero weights of 2**shift at the largest input exponent."""
+    xk = k // x_code.format.k
+    wk = k // w_code.format.k
+    xe_max = max(int(e) * xk for e, s in zip(x_code.exponent.flat, x_code.sign.flat) if s != 0)
+    total = 0
+    for e, s in zip(w_code.exponent[co].flat, w_code.sign[co].flat):
+        m = shift_of(xe_max, int(e) * wk, k, frac_bits)
+        total += (1 << m) if s != 0 and m >= 0 else 0
+    return total
+
+
+@st.composite
+def log_bound_cases(draw):
+    """Log layers whose smallest term's shift p/k + F is -2..1, or whose worst-case sum sits
+    on the register limit (``acc``) or on 2**53 (``f64``); both accumulation modes."""
+    layer, x_shape = draw(layer_and_input_shape(max_channels=3, max_size=5))
+    w_base, a_base = draw(st.sampled_from([2, "sqrt2"])), draw(st.sampled_from([2, "sqrt2"]))
+    k = 2 if "sqrt2" in (w_base, a_base) else 1
+    kind = draw(st.sampled_from(["pF", "acc", "f64"]))
+    w_bits = 7 if kind == "f64" else draw(st.integers(1, 4))
+    weight = LogFormat(w_bits, draw(st.integers(-2, 2)), w_base, True)
+    act = LogFormat(draw(st.integers(1, 4)), draw(st.integers(-2, 4)), a_base, draw(st.booleans()))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    p_zero = draw(st.sampled_from([0.0, 0.3]))
+    w_code = random_log_code(rng, layer.weight_shape, weight, p_zero)
+    x_code = random_log_code(rng, x_shape, act, p_zero)
+    x_code.sign.flat[int(rng.integers(0, x_code.sign.size))] = 1
+    w_code.sign.reshape(w_code.sign.shape[0], -1)[0, 0] = 1
+    wk, xk = k // weight.k, k // act.k
+    xe = [int(e) * xk for e, s in zip(x_code.exponent.flat, x_code.sign.flat) if s != 0]
+    we = [int(e) * wk for e, s in zip(w_code.exponent.flat, w_code.sign.flat) if s != 0]
+    bias = None
+    acc_bits = draw(st.integers(20, 62))
+    if kind == "pF":  # the smallest term's shift on -2, -1, 0 or 1
+        frac_bits = -((min(xe) + min(we)) // k) + draw(st.integers(-2, 1))
+    elif kind == "acc":
+        frac_bits = draw(st.integers(-3, 8))
+        total = channel_sum(x_code, w_code, 0, k, frac_bits)
+        acc_bits = min(62, max(2, total.bit_length() + 1))
+        limit = 1 << (acc_bits - 1)
+        small = min(9, limit - 1)
+        bias = rng.integers(-small, small + 1, size=layer.weight_shape[0], dtype=np.int64)
+        b0 = limit - 1 + draw(st.integers(0, 1)) - total
+        bias[0] = max(-(limit - 1), min(limit - 1, b0)) * (1 if draw(st.booleans()) else -1)
+    else:  # channel 0: one term 2**53 at the largest input (plus one more, or not)
+        x_code.exponent[x_code.sign != 0] = np.where(
+            rng.random(int((x_code.sign != 0).sum())) < 0.5,
+            act.e_max,
+            x_code.exponent[x_code.sign != 0],
+        )
+        x_code.exponent.flat[int(np.flatnonzero(x_code.sign.flat)[0])] = act.e_max
+        frac_bits = 53 - shift_of(act.e_max * xk, weight.e_max * wk, k, 0)
+        w0 = w_code.exponent.reshape(w_code.sign.shape[0], -1)[0]
+        s0 = w_code.sign.reshape(w_code.sign.shape[0], -1)[0]
+        s0[:] = 0
+        s0[0], w0[0] = 1, weight.e_max
+        if draw(st.booleans()) and s0.size > 1:
+            s0[1] = -1 if draw(st.booleans()) else 1
+            w0[1] = draw(st.integers(weight.e_min, weight.e_max))
+        acc_bits = 62
+    options = dict(
+        act=act, weight=weight, accumulate=draw(st.sampled_from(["linear", "log"])),
+        acc_bits=acc_bits, acc_frac_bits=frac_bits,
+        overflow=draw(st.sampled_from([Overflow.WRAP, Overflow.SAT])),
+        log_frac_bits=draw(st.integers(1, 8)), log_add=draw(st.sampled_from(["floor", "mitchell"])),
+        sqrt2_mode=draw(st.sampled_from(["split", "split", "shift_add"])),
+        sqrt2_frac_bits=draw(st.integers(0, min(20, 63 - acc_bits))),
+    )  # fmt: skip
+    return layer, options, w_code, x_code, bias
+
+
+@TIMEOUT
+@settings(max_examples=200 if not JIT_DISABLED else 30)
+@given(case=log_bound_cases())
+def test_log_on_every_path_bound(case):
+    layer, options, w_code, x_code, bias = case
+    try:
+        dp = LogDatapath(**options)
+    except ValueError as err:  # a term beyond 2**61: refused by design, not a path
+        assert "acc_frac_bits" in str(err)
+        return
+    gold = dp.run(layer, w_code, x_code, bias, level="golden")
+    fast = dp.run(layer, w_code, x_code, bias, level="functional")
+    assert_same(fast, gold)
+
+
+def ones_code(n):
+    """n activations of value 1 (exponent 0) in a 1-bit unsigned base-2 format."""
+    return LogCode(
+        exponent=np.zeros((1, n), np.int64), sign=np.ones((1, n), np.int8),
+        format=LogFormat(1, 1, base=2, signed=False),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("w1", "total", "gemm"), [(-55, 1 << 53, True), (-54, (1 << 53) + 1, False)]
+)
+def test_log_linear_plan_float64_bound_and_floor(w1, total, gemm):
+    # x = 1, 1; w = 2**-1, 2**w1; F = 54: shifts 53 and w1 + 54 (-1: floored to 0, or 0: 1)
+    weight = LogFormat(7, 0, base=2, signed=True)
+    w = LogCode(exponent=np.array([[-1, w1]]), sign=np.array([[1, 1]], np.int8), format=weight)
+    dp = LogDatapath(act=ones_code(2).format, weight=weight, acc_bits=62, acc_frac_bits=54)
+    op = dp.check(Linear(2, 1), w, ones_code(2), None)
+    plan = log_linear_plan(op.x_exp, op.x_sign, op.w_exp, op.w_sign, np.zeros(1, np.int64),
+                           k=1, frac_bits=54, acc_bits=62)  # fmt: skip
+    assert plan.tolist() == [gemm]
+    for level in ("functional", "golden"):
+        res = dp.run(Linear(2, 1), w, ones_code(2), level=level)
+        assert res.y_raw.tolist() == [[total]]  # by hand
+        assert res.counts.overflows == 0
+
+
+@pytest.mark.parametrize(
+    ("bias", "gemm", "y", "n_over"), [(31, True, 127, 0), (32, False, -128, 1)]
+)
+def test_log_linear_plan_register_bound(bias, gemm, y, n_over):
+    # terms 2**6 + 2**5 = 96 in an 8-bit register: bias 31 reaches 127 (the limit, no
+    # overflow possible: GEMM); bias 32 reaches 128 (kernel: wraps to -128, one overflow)
+    weight = LogFormat(3, 7, base=2, signed=True)
+    w = LogCode(exponent=np.array([[6, 5]]), sign=np.array([[1, 1]], np.int8), format=weight)
+    dp = LogDatapath(act=ones_code(2).format, weight=weight, acc_bits=8, acc_frac_bits=0)
+    b = np.array([bias])
+    op = dp.check(Linear(2, 1), w, ones_code(2), b)
+    plan = log_linear_plan(op.x_exp, op.x_sign, op.w_exp, op.w_sign, b, k=1, frac_bits=0,
+                           acc_bits=8)  # fmt: skip
+    assert plan.tolist() == [gemm]
+    for level in ("functional", "golden"):
+        res = dp.run(Linear(2, 1), w, ones_code(2), b, level=level)
+        assert res.y_raw.tolist() == [[y]]
+        assert res.counts.overflows == n_over
