@@ -329,7 +329,20 @@ class LogDatapath(Datapath):
                 totals += self._linear_gemm(conv, x_exp, op.x_sign, w_exp, op.w_sign, bias,
                                             np.flatnonzero(safe), out)  # fmt: skip
             rest = np.flatnonzero(~safe).astype(np.int64)
-        if len(rest):
+        if self.accumulate == "log":
+            p_shift = self.log_frac_bits - (self.k - 1)
+            groups, (n_co, cg, kh, kw) = conv.groups, w_exp.shape
+            lanes = (groups, n_co // groups, cg, kh, kw)  # the group's channels last
+            w_pow = np.ascontiguousarray((w_exp << p_shift).reshape(lanes).transpose(0, 2, 3, 4, 1))
+            w_sgn = np.ascontiguousarray(op.w_sign.reshape(lanes).transpose(0, 2, 3, 4, 1))
+            events = np.zeros((n_b * out.shape[2], kern.N_EVENTS), dtype=np.int64)
+            kern.conv_log_accumulate(
+                x_exp << p_shift, op.x_sign, w_pow, w_sgn, bias, has_bias, out, events,
+                conv_geometry(conv), self.acc_bits, self.acc_frac_bits,
+                self.overflow == Overflow.SAT, self.log_frac_bits, _LOG_ADD[self.log_add],
+            )  # fmt: skip
+            totals += events.sum(axis=0)
+        elif len(rest):
             events = np.zeros((n_b * len(rest), kern.N_EVENTS), dtype=np.int64)
             kern.conv_log(
                 x_exp,
