@@ -221,7 +221,7 @@ def throughput_table(args: argparse.Namespace, names: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=None, help="only the first N layers")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--datapaths", default=",".join(DATAPATHS), help="comma-separated")
     parser.add_argument("--batch", type=int, default=4, help="ResNet-18 throughput batch")

@@ -14,7 +14,6 @@ every partial sum stays within ``2**53`` in magnitude, whatever order BLAS adds 
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from shiftsim.kernels._jit import kernel
 
@@ -37,7 +36,7 @@ def tap(o: int, k: int, stride: int, pad: int, dil: int) -> int:
     return o * stride - pad + k * dil
 
 
-@kernel(parallel=True)
+@kernel
 def im2col(
     x: np.ndarray,
     geometry: tuple[int, int, int, int, int, int, int],
@@ -48,6 +47,9 @@ def im2col(
     cols: np.ndarray,
 ) -> None:
     """Write every receptive field of ``x`` as a column of ``cols`` (padding as 0).
+
+    Serial on purpose: a BLAS product follows at once, and the worker threads of a parallel
+    region keep spinning for a while after it, taking cores from the BLAS threads.
 
     Parameters
     ----------
@@ -65,7 +67,7 @@ def im2col(
     n_b, n_c, h_in, w_in = x.shape
     n_cg = n_c // groups
     n_pix = h_out * w_out
-    for task in prange(n_b * n_c):
+    for task in range(n_b * n_c):
         b = task // n_c
         ci = task % n_c
         g = ci // n_cg
