@@ -187,13 +187,19 @@ def mac_bound_cases(draw):
     ``f64``: ``max|x| * sum|w[0]|`` is ``2**53 - X``, ``2**53`` or ``2**53 + X`` (``X = max|x|``
     a power of two), in a 62-bit register. ``acc``: ``|bias[0]| + max|x| * sum|w[0]|`` is
     ``2**(acc_bits-1) - 1`` (no overflow possible) or ``2**(acc_bits-1)`` (possible).
-    ``limbs``: products far beyond 2**53, in a 62-bit register.
+    ``limbs``: products far beyond 2**53, in a 62-bit register. ``f32``: ``max|x| * sum|w[0]|``
+    one below, on or above ``m * 2**24`` (``m`` float32 pieces of the reduction axis).
     """
     layer, x_shape = draw(layer_and_input_shape(max_channels=3, max_size=5))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    kind = draw(st.sampled_from(["f64", "acc", "limbs"]))
+    kind = draw(st.sampled_from(["f32", "f64", "acc", "limbs"]))
     bias = None
-    if kind == "f64":
+    if kind == "f32":  # pieces of the reduction with max|x| * sum|w| on 2**24, 1..5 of them
+        x_bits = draw(st.integers(4, 16))
+        x_max = 1 << x_bits
+        total = draw(st.integers(1, 5)) * (1 << (24 - x_bits)) + draw(st.integers(-1, 1))
+        acc_bits = 40
+    elif kind == "f64":
         x_bits = draw(st.integers(8, 30))
         x_max = 1 << x_bits
         total = (1 << (53 - x_bits)) + draw(st.integers(-1, 1))
@@ -401,3 +407,24 @@ def test_log_linear_plan_register_bound(bias, gemm, y, n_over):
         res = dp.run(Linear(2, 1), w, ones_code(2), b, level=level)
         assert res.y_raw.tolist() == [[y]]
         assert res.counts.overflows == n_over
+
+
+@pytest.mark.parametrize(
+    ("weights", "dtype", "chunks"),
+    [
+        ([1 << 12], np.float32, (0, 1)),  # 2**12 * 2**12 = 2**24: exact in float32
+        ([(1 << 12) + 1], np.float64, (0, 1)),  # one term above 2**24: float64
+        ([1 << 12] * 4, np.float32, (0, 1, 2, 3, 4)),  # four pieces of 2**24 (MAX_CHUNKS)
+        ([1 << 12] * 5, np.float64, (0, 5)),  # five pieces needed: float64
+        ([1 << 11] * 4, np.float32, (0, 2, 4)),  # two pieces of 2**24
+        ([(1 << 11) + 1, 1 << 11, 1, 0], np.float32, (0, 1, 4)),
+    ],
+)
+def test_mac_plan_float32_pieces(weights, dtype, chunks):
+    w = np.array(weights, dtype=np.int64).reshape(1, len(weights), 1, 1)
+    x = np.full((1, len(weights), 1, 1), 1 << 12, dtype=np.int64)
+    plan = mac_plan(w, x, np.zeros(1, np.int64), acc_bits=40)
+    assert (plan.dtype, plan.chunks, plan.gemm.tolist()) == (dtype, chunks, [0])
+    dp = FixedMacDatapath(weight=FixedFormat(14, 0), act=FixedFormat(14, 0), acc_bits=40)
+    y = dp.run(Conv2d(len(weights), 1, 1), w, x).y_raw
+    assert int(y[0, 0, 0, 0]) == sum(weights) << 12  # by hand

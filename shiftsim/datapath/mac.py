@@ -19,6 +19,7 @@ the register's initial value and costs no add.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ from shiftsim.datapath.base import (
     to_nchw_int64,
 )
 from shiftsim.formats import FixedFormat, Overflow, check_int
-from shiftsim.kernels.conv import FLOAT64_EXACT, columns, gemm
+from shiftsim.kernels.conv import FLOAT32_EXACT, FLOAT64_EXACT, columns, gemm
 from shiftsim.kernels.mac import conv_mac
 from shiftsim.layers import Conv2d, Linear
 from shiftsim.quantize import LinearCode
@@ -226,11 +227,12 @@ class FixedMacDatapath(Datapath):
         out = np.zeros((n_b, n_co, *out_hw), dtype=np.int64)
         geometry = conv_geometry(conv)
         if len(plan.gemm):
-            w_mat = op.w_raw.reshape(n_co, -1).astype(np.float64)
+            w_mat = op.w_raw.reshape(n_co, -1).astype(plan.dtype)
             for i, limb in enumerate(plan.limbs(op.x_raw)):
-                cols = columns(limb, geometry, conv.kernel_size, out_hw)
-                part = gemm(w_mat, cols, plan.gemm, n_b, out_hw).astype(np.int64)
-                out += part << (i * plan.limb_bits) if i else part
+                cols = columns(limb, geometry, conv.kernel_size, out_hw, plan.dtype)
+                for k0, k1 in itertools.pairwise(plan.chunks):
+                    part = gemm(w_mat[:, k0:k1], cols[:, k0:k1], plan.gemm, n_b, out_hw)
+                    out += part.astype(np.int64) << (i * plan.limb_bits)
             out[:, plan.gemm] += bias[plan.gemm, None, None]
         overflows = np.zeros(n_b * len(plan.checked), dtype=np.int64)
         if len(plan.checked):
@@ -277,6 +279,8 @@ def _unpack(value: Any, name: str, fmt: FixedFormat) -> tuple[NDArray[np.int64],
 
 #: Most operand limbs the exact-GEMM path splits the activations into.
 MAX_LIMBS = 3
+#: Most pieces of the reduction axis an exact float32 product may be split into.
+MAX_CHUNKS = 4
 
 
 @dataclass(frozen=True)
@@ -286,9 +290,14 @@ class MacPlan:
     Attributes
     ----------
     gemm : ndarray of int64
-        Channels computed as exact float64 products (no partial sum can overflow).
+        Channels computed as exact products (no partial sum can overflow the register).
     checked : ndarray of int64
         Channels left to the checked kernel.
+    dtype : type
+        ``np.float32`` (products of the reduction pieces below ``2**24``) or ``np.float64``.
+    chunks : tuple of int
+        Boundaries ``0 = k_0 < k_1 < ... = Cg*Kh*Kw`` of the reduction axis: one product per
+        piece, summed in int64.
     n_limbs, limb_bits : int
         The activations are split into ``n_limbs`` limbs of ``limb_bits`` bits (the top one
         signed); one product per limb. ``n_limbs == 1``: ``x`` itself.
@@ -296,6 +305,8 @@ class MacPlan:
 
     gemm: NDArray[np.int64]
     checked: NDArray[np.int64]
+    dtype: type[np.floating[Any]]
+    chunks: tuple[int, ...]
     n_limbs: int
     limb_bits: int
 
@@ -308,6 +319,28 @@ class MacPlan:
         return [*low, x >> ((self.n_limbs - 1) * self.limb_bits)]
 
 
+def _float32_chunks(w_abs: NDArray[np.int64], x_max: int) -> tuple[int, ...] | None:
+    """Fewest contiguous pieces of the reduction axis with ``x_max * sum|w| <= 2**24`` each.
+
+    ``w_abs`` holds the channels' ``|w|`` (int64 sums exact); None beyond ``MAX_CHUNKS``.
+    """
+    n_k = w_abs.shape[1]
+    if x_max == 0 or n_k == 0 or w_abs.shape[0] == 0:
+        return (0, n_k)
+    cap = FLOAT32_EXACT // x_max
+    if int(w_abs.max(initial=0)) > cap:
+        return None
+    csum = np.concatenate(
+        [np.zeros((w_abs.shape[0], 1), np.int64), np.cumsum(w_abs, axis=1)], axis=1
+    )
+    bounds = [0]
+    while bounds[-1] < n_k and len(bounds) <= MAX_CHUNKS:
+        k0 = bounds[-1]
+        reach = (csum[:, k0 + 1 :] - csum[:, k0 : k0 + 1]).max(axis=0)  # nondecreasing in k1
+        bounds.append(k0 + int(np.searchsorted(reach, cap, side="right")))
+    return tuple(bounds) if bounds[-1] == n_k else None
+
+
 def mac_plan(
     w: NDArray[np.int64], x: NDArray[np.int64], bias: NDArray[np.int64], acc_bits: int
 ) -> MacPlan:
@@ -316,39 +349,49 @@ def mac_plan(
     Channel ``co`` has the bound ``B = |bias[co]| + max|x| * sum|w[co]|``: no partial sum of
     its outputs, in any order, exceeds ``B`` in magnitude. When ``B <= 2**(acc_bits-1) - 1``
     the register never overflows, WRAP and SAT both equal the plain integer sum, and the
-    channel is a row of an integer matrix product, exact in float64 when
-    ``max|x| * sum|w[co]| <= 2**53``. Beyond that the activations are split into limbs of
-    ``L = 53 - bitlength(max sum|w|)`` bits (each product then stays below ``2**53``); if more
-    than ``MAX_LIMBS`` limbs would be needed, the channels take the checked kernel.
+    channel is a row of an integer matrix product, exact in floating point when no partial sum
+    leaves the format's exact integers: float32 when the reduction axis splits into at most
+    ``MAX_CHUNKS`` pieces with ``max|x| * sum|w| <= 2**24`` each (one product per piece),
+    else float64 when ``max|x| * sum|w[co]| <= 2**53``. Beyond that the activations are split
+    into limbs of ``L = 53 - bitlength(max sum|w|)`` bits (each float64 product then stays
+    below ``2**53``); if more than ``MAX_LIMBS`` limbs would be needed, the channels take the
+    checked kernel.
     """
     n_co = w.shape[0]
     x_max = int(np.abs(x).max()) if x.size else 0
     w_abs = np.abs(w.reshape(n_co, -1))
+    n_k = w_abs.shape[1]
     w_max = int(w_abs.max()) if w_abs.size else 0
-    if w_max * max(w_abs.shape[1], 1) <= INT64_MAX:
+    if w_max * max(n_k, 1) <= INT64_MAX:
         w_sum = [int(v) for v in w_abs.sum(axis=1).tolist()]
     else:  # Python ints: the sum would overflow int64
         w_sum = [sum(int(v) for v in row) for row in w_abs.tolist()]
     limit = 1 << (acc_bits - 1)
     safe = [abs(int(b)) + x_max * s < limit for b, s in zip(bias.tolist(), w_sum)]
+    flags = np.array(safe, dtype=bool).reshape(n_co)
     s_max = max((s for s, ok in zip(w_sum, safe) if ok), default=0)
+    dtype: type[np.floating[Any]] = np.float64
+    chunks: tuple[int, ...] | None = (0, n_k)
     n_limbs, limb_bits = 1, 53
-    if x_max * s_max > FLOAT64_EXACT:
+    if x_max * s_max <= FLOAT32_EXACT * MAX_CHUNKS and w_max * max(n_k, 1) <= INT64_MAX:
+        chunks32 = _float32_chunks(w_abs[flags], x_max)
+        if chunks32 is not None:
+            dtype, chunks = np.float32, chunks32
+    if dtype is np.float64 and x_max * s_max > FLOAT64_EXACT:
         limb_bits = 53 - s_max.bit_length()
         # |top limb| = |x >> (n-1)L| <= ceil(x_max / 2**((n-1)L)) must be < 2**L
-        while (
-            limb_bits > 0
-            and n_limbs <= MAX_LIMBS
-            and -(-x_max >> ((n_limbs - 1) * limb_bits)) >= (1 << limb_bits)
-        ):
+        while limb_bits > 0 and n_limbs <= MAX_LIMBS:
+            if -(-x_max >> ((n_limbs - 1) * limb_bits)) < (1 << limb_bits):
+                break
             n_limbs += 1
         if limb_bits <= 0 or n_limbs > MAX_LIMBS:
-            safe = [False] * n_co
+            flags[:] = False
             n_limbs, limb_bits = 1, 53
-    flags = np.array(safe, dtype=bool).reshape(n_co)
     return MacPlan(
         gemm=np.flatnonzero(flags).astype(np.int64),
         checked=np.flatnonzero(~flags).astype(np.int64),
+        dtype=dtype,
+        chunks=chunks,
         n_limbs=n_limbs,
         limb_bits=limb_bits,
     )

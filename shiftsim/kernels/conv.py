@@ -92,6 +92,8 @@ def im2col(
                         dst[ow] = src[ow * stride_w + off_w]
 
 
+#: The same for float32: every partial sum within ``2**24``.
+FLOAT32_EXACT = 1 << 24
 #: Every integer of magnitude up to ``2**53`` is a float64, and so is every sum of such
 #: integers whose partial sums stay within it: a product of integer-valued float64 matrices is
 #: exact when the sum of the magnitudes of each output's terms is at most this.
