@@ -14,8 +14,10 @@ each timed best of ``--repeat`` after a warm-up, against float32 im2col + one BL
 group (and PyTorch's float32 ``conv2d`` when torch is installed), with the ratios. The BLAS
 and numba thread pools are given time to go idle before each timing. Then throughput:
 images per second of every datapath on the layers of the digits CNN, a Fashion-MNIST-sized
-CNN and ResNet-18, a batch of images through each layer (datapath time only: pooling and
-requantisation between layers are not included), against float32 BLAS.
+CNN and ResNet-18 (its first ``--layers``), a batch of images through each layer (datapath
+time only: pooling and requantisation between layers are not included), against float32
+BLAS; and the whole digits CNN through ``Network.run`` on its 360 test images (everything
+included).
 
 Run::
 
@@ -46,6 +48,7 @@ from shiftsim.datapath.shift_add import ShiftAddDatapath
 from shiftsim.formats import FixedFormat, LogFormat, Overflow
 from shiftsim.io.topology import read_topology
 from shiftsim.layers import Conv2d, Linear
+from shiftsim.models.digits import digits_network, digits_test_split
 
 try:
     import torch
@@ -177,7 +180,9 @@ def resnet_table(args: argparse.Namespace, names: list[str]) -> None:
             f"{c} {total[c] / total['torch']:.2f}x" for c in names))  # fmt: skip
 
 
-def networks(include_resnet: bool) -> dict[str, list[tuple[Conv2d | Linear, tuple[int, ...]]]]:
+def networks(
+    include_resnet: bool, n_layers: int | None
+) -> dict[str, list[tuple[Conv2d | Linear, tuple[int, ...]]]]:
     """Each network's layers with their per-image input shapes."""
     nets: dict[str, list[tuple[Conv2d | Linear, tuple[int, ...]]]] = {
         "digits CNN (8x8)": [
@@ -199,7 +204,7 @@ def networks(include_resnet: bool) -> dict[str, list[tuple[Conv2d | Linear, tupl
             if t.name == "FC"
             else (t.layer, (t.layer.in_channels, *t.input_hw))
             for t in topo
-        ]
+        ][:n_layers]
     return nets
 
 
@@ -208,7 +213,7 @@ def throughput_table(args: argparse.Namespace, names: list[str]) -> None:
     cols = ["blas", *names]
     print("\nThroughput: images/s, a batch through each layer (datapath time only)")
     print(f"{'network':28s} {'batch':>5s} " + " ".join(f"{c:>13s}" for c in cols))
-    for net, layers in networks(args.resnet_throughput).items():
+    for net, layers in networks(args.resnet_throughput, args.layers).items():
         batch = args.batch if "ResNet" in net else args.small_batch
         total = dict.fromkeys(cols, 0.0)
         for layer, shape in layers:
@@ -216,6 +221,15 @@ def throughput_table(args: argparse.Namespace, names: list[str]) -> None:
             for c in cols:
                 total[c] += times[c]
         print(f"{net:28s} {batch:5d} " + " ".join(f"{batch / total[c]:13.1f}" for c in cols))
+    # the whole digits CNN through Network.run (quantization, requantization and pooling too)
+    net = digits_network()
+    x, _ = digits_test_split()
+    rates = []
+    for name in names:
+        net.run(x, DATAPATHS[name])  # warm-up
+        rates.append(len(x) / best_time(lambda: net.run(x, DATAPATHS[name]), args.repeat))  # noqa: B023
+    print(f"{'digits CNN, Network.run':28s} {len(x):5d} {'':>13s} " + " ".join(
+        f"{r:13.1f}" for r in rates))  # fmt: skip
 
 
 def main() -> None:

@@ -39,6 +39,8 @@ _TILE_LANES = 4096
 _LANES = 16
 #: Tiles of at most this many lanes take the short-row adders (deep layers).
 _SHORT_LANES = 256
+#: Shift buffers of several batch items share one kernel launch up to this many bytes.
+_BATCH_BYTES = 1 << 24
 
 
 @dataclass(frozen=True, eq=False)
@@ -447,14 +449,20 @@ def shift_add_conv(
     ti, tj = np.arange(kh_n)[:, None] * dh, np.arange(kw_n)[None, :] * dw
     phase_used = np.zeros((sh, sw), dtype=np.bool_)
     phase_used[ti % sh, tj % sw] = True
+    # batch items per kernel launch: their buffers side by side, within _BATCH_BYTES
+    item_stride = n_planes * plane_stride
+    per_launch = int(
+        max(1, min(n_batch, _BATCH_BYTES // max(1, item_stride * buf_dtype().itemsize)))
+    )
     # the adders' scratch rows first (kernels' ROW_BASE), then the planes, then zeros: spare
     # lanes for the wide reads past the last row, and the short path's rows for index 0
     tail = 2 * _k.ROW + max(_SHORT_LANES, _k.ROW)
+    size = _k.ROW_BASE + per_launch * item_stride + tail
     if phase_used.all():
-        wbuf = np.empty(_k.ROW_BASE + n_planes * plane_stride + tail, dtype=buf_dtype)
+        wbuf = np.empty(size, dtype=buf_dtype)
         wbuf[-tail:] = 0
     else:
-        wbuf = np.zeros(_k.ROW_BASE + n_planes * plane_stride + tail, dtype=buf_dtype)
+        wbuf = np.zeros(size, dtype=buf_dtype)
     buf = wbuf[_k.ROW_BASE :]
     # Buffer offset of each flattened weight position (c, kh, kw, n) for |j| = 0.
     tap_offset = ((ti % sh * sw + tj % sw) * hq1 + ti // sh) * wq + tj // sw  # (Kh, Kw)
@@ -478,36 +486,25 @@ def shift_add_conv(
     checked = np.flatnonzero(~safe).astype(np.int64)
     geometry = (co_n // conv.groups, cg, chan_stride, plane_stride, tile_rows, ho, wo, wq)
     y = np.empty((n_batch, co_n, ho, wo), dtype=np.int64)
-    counts = np.zeros(len(checked) * n_tiles, np.int64)
+    counts = np.zeros(per_launch * len(checked) * n_tiles, np.int64)
     # the fixed-width adders: a scratch row per thread, 32-bit row offsets
     slots = _k.scratch_slots_suffice() and wbuf.size < (1 << 32)
     short = slots and tile_rows * wq <= _SHORT_LANES
 
-    for b in range(n_batch):
+    for b in range(0, n_batch, per_launch):
+        n_items = min(per_launch, n_batch - b)
         _k.shift_unit(
-            x,
-            b,
-            shift_frac_bits,
-            max_shift,
-            rnd,
-            pad_h,
-            pad_w,
-            sh,
-            sw,
-            hq1,
-            wq,
-            phase_used,
-            sum_proto,
-            buf,
-        )
+            x, b, n_items, item_stride, shift_frac_bits, max_shift, rnd, pad_h, pad_w, sh, sw,
+            hq1, wq, phase_used, sum_proto, buf,
+        )  # fmt: skip
         if len(fast):
             _k.adder_array_fast(
                 wbuf, flat_index, term_offset, fast, bias_arr, *geometry, group, sum_proto, y, b,
-                short, n_planes * plane_stride,
+                n_items, item_stride, short, per_launch * item_stride,
             )  # fmt: skip
         if len(checked):
             _k.adder_array_checked(
                 buf, flat_index, term_offset, term_step, n_cb * kh_n * kw_n, checked, bias_arr,
-                *geometry, group, sum_proto, acc_bits, sat, y, b, counts,
+                *geometry, group, sum_proto, acc_bits, sat, y, b, n_items, item_stride, counts,
             )  # fmt: skip
     return y, int(counts.sum())

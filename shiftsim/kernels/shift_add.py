@@ -34,15 +34,23 @@ __all__ = [
 
 
 @kernel(parallel=True)
-def shift_unit(x, b, f, max_shift, rnd, pad_h, pad_w, sh, sw, hq1, wq, phase_used, row_proto, buf):
-    """Fill the shift buffer of batch item ``b`` (layout in the module docstring).
+def shift_unit(
+    x, b, n_items, item_stride, f, max_shift, rnd, pad_h, pad_w, sh, sw, hq1, wq, phase_used,
+    row_proto, buf,
+):  # fmt: skip
+    """Fill the shift buffers of batch items ``b .. b + n_items - 1`` (module docstring).
+
+    Item ``b + i`` has its buffer at ``buf[i * item_stride:]``: one kernel launch for a whole
+    batch of small layers.
 
     Parameters
     ----------
     x : int64 array (B, C, H, W)
         Raw inputs; ``x << f`` fits the dtype of ``buf``.
-    b, f, max_shift, pad_h, pad_w, sh, sw, hq1, wq : int
-        Batch item, shift_frac_bits, S, padding, stride, phase-plane rows (one spare) and width.
+    b, n_items, item_stride : int
+        First batch item, number of items, buffer values per item.
+    f, max_shift, pad_h, pad_w, sh, sw, hq1, wq : int
+        shift_frac_bits, S, padding, stride, phase-plane rows (one spare) and width.
     rnd : bool
         RND (``((x << f) + 2**(s-1)) >> s``) instead of TRN (``(x << f) >> s``).
     phase_used : bool array (sh, sw)
@@ -53,7 +61,10 @@ def shift_unit(x, b, f, max_shift, rnd, pad_h, pad_w, sh, sw, hq1, wq, phase_use
         Output.
     """
     n_chan, h, w = x.shape[1], x.shape[2], x.shape[3]
-    for c in prange(n_chan):
+    for task in prange(n_items * n_chan):
+        item = task // n_chan
+        c = task % n_chan
+        base = item * item_stride
         shifted = np.empty(wq, row_proto.dtype)
         for ph in range(sh):
             for pw in range(sw):
@@ -67,9 +78,9 @@ def shift_unit(x, b, f, max_shift, rnd, pad_h, pad_w, sh, sw, hq1, wq, phase_use
                     shifted[:] = 0
                     if 0 <= i < h:
                         for q in range(q_lo, q_hi):
-                            shifted[q] = shl(x[b, c, i, q * sw + pw - pad_w], f)
+                            shifted[q] = shl(x[b + item, c, i, q * sw + pw - pad_w], f)
                     for s in range(max_shift + 1):
-                        k0 = ((((s * n_chan + c) * sh + ph) * sw + pw) * hq1 + r) * wq
+                        k0 = base + ((((s * n_chan + c) * sh + ph) * sw + pw) * hq1 + r) * wq
                         dst = buf[k0 : k0 + wq]  # a slice: the loop vectorizes
                         if rnd:
                             for q in range(wq):
@@ -217,7 +228,7 @@ def _sum_signed_rows_wide(w, tid, offsets, masks, count, group, acc, width):
 @kernel(parallel=True)
 def adder_array_fast(
     buf, index, term_offset, co_list, bias, co_per_group, cg, chan_stride, plane_stride,
-    tile_rows, ho, wo, wq, group, acc_proto, y, b, short, zero_offset,
+    tile_rows, ho, wo, wq, group, acc_proto, y, b, n_items, item_stride, short, zero_offset,
 ):  # fmt: skip
     """Sum every term of each listed output channel, with no overflow checks.
 
@@ -253,9 +264,10 @@ def adder_array_fast(
     acc_proto : int32 or int64 array (1,)
         Its dtype is the accumulator's (int32 when the bound allows it).
     y : int64 array (B, Co, Ho, Wo)
-        Output, row ``b`` written for the listed channels.
-    b : int
-        Batch item.
+        Output, rows ``b .. b + n_items - 1`` written for the listed channels.
+    b, n_items, item_stride : int
+        First batch item, number of items, buffer values per item (item ``b + i``'s buffer
+        starts ``i * item_stride`` after the first one's).
     short : bool
         Sum short wide rows with :func:`_sum_signed_rows` (at most ``ROW`` lanes) or
         :func:`_sum_signed_rows_wide` (``WIDE`` lanes at a time) instead of whole at once.
@@ -265,12 +277,15 @@ def adder_array_fast(
     """
     n_pos_max = index.shape[1]
     n_tiles = (ho + tile_rows - 1) // tile_rows
-    for k in prange(co_list.shape[0] * n_tiles):
+    per_item = co_list.shape[0] * n_tiles
+    for k_all in prange(n_items * per_item):
+        item = k_all // per_item
+        k = k_all % per_item
         co = co_list[k % co_list.shape[0]]  # tile-major: a tile's rows stay in cache
         r0 = (k // co_list.shape[0]) * tile_rows
         rows = min(tile_rows, ho - r0)
         n = (rows * wq + 15) // 16 * 16
-        start = (co // co_per_group) * cg * chan_stride + r0 * wq
+        start = item * item_stride + (co // co_per_group) * cg * chan_stride + r0 * wq
         row = index[co]
         if short:  # ROW lanes at a time, signs by mask: no sorting, no overlap checks
             first = np.empty(n_pos_max, np.int64)
@@ -318,13 +333,14 @@ def adder_array_fast(
         bc = bias[co]
         for r in range(rows):
             for ow in range(wo):
-                y[b, co, r0 + r, ow] = np.int64(acc[r * wq + ow]) + bc
+                y[b + item, co, r0 + r, ow] = np.int64(acc[r * wq + ow]) + bc
 
 
 @kernel(parallel=True)
 def adder_array_checked(
     buf, index, term_offset, term_step, n_steps, co_list, bias, co_per_group, cg, chan_stride,
-    plane_stride, tile_rows, ho, wo, wq, group, tree_proto, acc_bits, sat, y, b, overflows,
+    plane_stride, tile_rows, ho, wo, wq, group, tree_proto, acc_bits, sat, y, b, n_items,
+    item_stride, overflows,
 ):  # fmt: skip
     """Accumulate in the contract order, fitting the register after every update.
 
@@ -349,20 +365,23 @@ def adder_array_checked(
     sat : bool
         SAT instead of WRAP.
     y : int64 array (B, Co, Ho, Wo)
-        Output, row ``b`` written for the listed channels.
-    b : int
-        Batch item.
-    overflows : int64 array (n * n_tiles,)
-        Output: overflow events per (listed channel, tile).
+        Output, rows ``b .. b + n_items - 1`` written for the listed channels.
+    b, n_items, item_stride : int
+        As in :func:`adder_array_fast`.
+    overflows : int64 array (n_items * n * n_tiles,)
+        Output: overflow events per (item, listed channel, tile), added to.
     """
     n_terms_max = index.shape[1]
     n_tiles = (ho + tile_rows - 1) // tile_rows
-    for k in prange(co_list.shape[0] * n_tiles):
+    per_item = co_list.shape[0] * n_tiles
+    for k_all in prange(n_items * per_item):
+        item = k_all // per_item
+        k = k_all % per_item
         co = co_list[k % co_list.shape[0]]  # tile-major: a tile's rows stay in cache
         r0 = (k // co_list.shape[0]) * tile_rows
         rows = min(tile_rows, ho - r0)
         n = (rows * wq + 15) // 16 * 16
-        start = (co // co_per_group) * cg * chan_stride + r0 * wq
+        start = item * item_stride + (co // co_per_group) * cg * chan_stride + r0 * wq
         # the terms in step order: count per step, then place
         step_ptr = np.zeros(n_steps + 1, np.int64)
         for e in range(n_terms_max):
@@ -405,5 +424,5 @@ def adder_array_checked(
                 acc[i] = fitted
         for r in range(rows):
             for ow in range(wo):
-                y[b, co, r0 + r, ow] = acc[r * wq + ow]
-        overflows[k] += count
+                y[b + item, co, r0 + r, ow] = acc[r * wq + ow]
+        overflows[k_all] += count
