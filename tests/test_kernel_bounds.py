@@ -417,7 +417,8 @@ def test_log_linear_plan_register_bound(bias, gemm, y, n_over):
         ([1 << 12] * 4, np.float32, (0, 1, 2, 3, 4)),  # four pieces of 2**24 (MAX_CHUNKS)
         ([1 << 12] * 5, np.float64, (0, 5)),  # five pieces needed: float64
         ([1 << 11] * 4, np.float32, (0, 2, 4)),  # two pieces of 2**24
-        ([(1 << 11) + 1, 1 << 11, 1, 0], np.float32, (0, 1, 4)),
+        # equal pieces: two would hold 2049 + 2048 > 4096, three fit
+        ([(1 << 11) + 1, 1 << 11, 1, 0], np.float32, (0, 1, 2, 4)),
     ],
 )
 def test_mac_plan_float32_pieces(weights, dtype, chunks):

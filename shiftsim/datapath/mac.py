@@ -320,25 +320,21 @@ class MacPlan:
 
 
 def _float32_chunks(w_abs: NDArray[np.int64], x_max: int) -> tuple[int, ...] | None:
-    """Fewest contiguous pieces of the reduction axis with ``x_max * sum|w| <= 2**24`` each.
+    """Pieces of the reduction axis with ``x_max * sum|w| <= 2**24`` in every channel.
 
-    ``w_abs`` holds the channels' ``|w|`` (int64 sums exact); None beyond ``MAX_CHUNKS``.
+    ``w_abs`` holds the channels' ``|w|`` (int64 sums exact). Equal pieces, as few as the
+    largest channel sum allows, one more at a time up to ``MAX_CHUNKS``; None if none fits.
     """
     n_k = w_abs.shape[1]
     if x_max == 0 or n_k == 0 or w_abs.shape[0] == 0:
         return (0, n_k)
     cap = FLOAT32_EXACT // x_max
-    if int(w_abs.max(initial=0)) > cap:
-        return None
-    csum = np.concatenate(
-        [np.zeros((w_abs.shape[0], 1), np.int64), np.cumsum(w_abs, axis=1)], axis=1
-    )
-    bounds = [0]
-    while bounds[-1] < n_k and len(bounds) <= MAX_CHUNKS:
-        k0 = bounds[-1]
-        reach = (csum[:, k0 + 1 :] - csum[:, k0 : k0 + 1]).max(axis=0)  # nondecreasing in k1
-        bounds.append(k0 + int(np.searchsorted(reach, cap, side="right")))
-    return tuple(bounds) if bounds[-1] == n_k else None
+    need = -(-int(w_abs.sum(axis=1).max()) // cap) if cap else MAX_CHUNKS + 1
+    for n in range(max(1, need), min(MAX_CHUNKS, n_k) + 1):
+        bounds = [i * n_k // n for i in range(n + 1)]
+        if int(np.add.reduceat(w_abs, bounds[:-1], axis=1).max()) <= cap:
+            return tuple(bounds)
+    return None
 
 
 def mac_plan(
