@@ -315,7 +315,7 @@ class LogDatapath(Datapath):
         n_b = op.x_exp.shape[0]
         out = np.zeros(conv.output_shape(op.x_exp.shape), dtype=np.int64)
         has_bias = op.bias_raw is not None
-        bias = op.bias_raw if has_bias else np.zeros(conv.out_channels, dtype=np.int64)
+        bias = np.zeros(conv.out_channels, np.int64) if op.bias_raw is None else op.bias_raw
         x_exp = op.x_exp * (self.k // self.act.k)
         w_exp = op.w_exp * (self.k // self.weight.k)
         totals = np.zeros(kern.N_EVENTS, dtype=np.int64)

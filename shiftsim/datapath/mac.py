@@ -367,7 +367,7 @@ def mac_plan(
     flags = np.array(safe, dtype=bool).reshape(n_co)
     s_max = max((s for s, ok in zip(w_sum, safe) if ok), default=0)
     dtype: type[np.floating[Any]] = np.float64
-    chunks: tuple[int, ...] | None = (0, n_k)
+    chunks: tuple[int, ...] = (0, n_k)
     n_limbs, limb_bits = 1, 53
     if x_max * s_max <= FLOAT32_EXACT * MAX_CHUNKS and w_max * max(n_k, 1) <= INT64_MAX:
         chunks32 = _float32_chunks(w_abs[flags], x_max)
