@@ -32,6 +32,7 @@ from shiftsim.datapath.base import (
     Datapath,
     LayerResult,
     Prepared,
+    Progress,
     check_bias_raw,
     conv_geometry,
     float_operands,
@@ -41,7 +42,7 @@ from shiftsim.formats import FixedFormat, Overflow, check_int
 from shiftsim.kernels.conv import FLOAT32_EXACT, FLOAT64_EXACT, columns, gemm
 from shiftsim.kernels.mac import conv_mac
 from shiftsim.layers import Conv2d, Linear
-from shiftsim.quantize import LinearCode
+from shiftsim.quantize import LinearCode, check_scale
 from shiftsim.reference.golden_mac import conv_mac_golden
 
 __all__ = ["FixedMacDatapath", "MacCode", "MacOperands", "MacPlan", "mac_plan"]
@@ -61,6 +62,11 @@ class MacCode:
 
     raw: NDArray[np.int64]
     scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_scale("MacCode.scale", self.scale)
+        if np.ndim(self.scale) != 0:
+            raise ValueError(f"MacCode.scale must be one number, got {self.scale!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,10 +150,12 @@ class FixedMacDatapath(Datapath):
         result's scale; the bias becomes ``round(bias / scale)`` in the output format.
         """
         w_arr, x_arr, b_arr = float_operands(layer, w, x, bias)
-        w_arr = w_arr.astype(np.float64)
-        wmax = float(np.max(np.abs(w_arr))) if w_arr.size else 0.0
+        w_arr = w_arr.astype(np.float64, copy=False)
+        wmax = float(max(w_arr.max(), -w_arr.min())) if w_arr.size else 0.0  # max |w|, no copy
         scale = wmax if wmax > 0 else 1.0
         w_raw, n_w = self.weight.from_float_counted(w_arr / scale)
+        w_deq = self.weight.to_float(w_raw)
+        w_deq *= scale
         x_raw, n_x = self.act.from_float_counted(x_arr)
         bias_raw = None
         n_b = 0
@@ -156,7 +164,7 @@ class FixedMacDatapath(Datapath):
         return Prepared(
             code=MacCode(raw=w_raw, scale=scale),
             x_in=x_raw,
-            w_deq=self.weight.to_float(w_raw) * scale,
+            w_deq=w_deq,
             x_deq=self.act.to_float(x_raw),
             bias_raw=bias_raw,
             clipped=n_w + n_x + n_b,
@@ -242,12 +250,14 @@ class FixedMacDatapath(Datapath):
         counts = self._counts(layer, op, int(overflows.sum()))
         return self._layer_result(layer, out, op.scale, counts)
 
-    def run_golden(self, layer: Conv2d | Linear, operands: MacOperands) -> LayerResult:
+    def run_golden(
+        self, layer: Conv2d | Linear, operands: MacOperands, progress: Progress | None = None
+    ) -> LayerResult:
         """Run the golden model :func:`shiftsim.reference.golden_mac.conv_mac_golden`."""
         op = operands
         y, events = conv_mac_golden(
             layer.as_conv(), op.w_raw, op.x_raw, op.bias_raw,
-            acc_bits=self.acc_bits, overflow=self.overflow,
+            acc_bits=self.acc_bits, overflow=self.overflow, progress=progress,
         )  # fmt: skip
         return self._layer_result(layer, y, op.scale, Counts(**events))
 
