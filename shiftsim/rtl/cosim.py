@@ -1,0 +1,144 @@
+"""Co-simulation: run the reference RTL on exported vectors in Icarus Verilog via cocotb.
+
+:func:`run_cosim` compiles the lane a vectors directory names (``manifest["rtl_top"]``) once
+with the directory's parameters, then drives every given directory through it in one
+simulator run (:mod:`shiftsim.rtl.bench`). It needs ``iverilog`` on the PATH and the
+``cocotb`` package; :func:`simulator_missing` says what is missing.
+
+Command line: ``python -m shiftsim.rtl.cosim DIR [DIR ...]`` prints the totals and exits 1 on
+any mismatch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RTL_SOURCES", "run_cosim", "simulator_missing"]
+
+#: The reference Verilog files, in the package directory.
+RTL_SOURCES = (
+    "shift_unit.v",
+    "shift_select.v",
+    "adder_tree.v",
+    "accumulator.v",
+    "shiftcnn_unit.v",
+    "shiftcnn_lane.v",
+    "mac_lane.v",
+    "log_lane.v",
+)
+
+
+def simulator_missing() -> str | None:
+    """Why co-simulation cannot run here (None when it can)."""
+    if shutil.which("iverilog") is None or shutil.which("vvp") is None:
+        return (
+            "Icarus Verilog (iverilog, vvp) is not on the PATH: install it "
+            "(Debian/Ubuntu: apt-get install iverilog; macOS: brew install icarus-verilog)"
+        )
+    if importlib.util.find_spec("cocotb") is None:
+        return "cocotb is not installed: pip install cocotb"
+    return None
+
+
+def run_cosim(vector_dirs: Sequence[str | Path], build_dir: str | Path | None = None) -> dict[str, Any]:
+    """Compile the reference RTL once and drive it with every vectors directory.
+
+    Parameters
+    ----------
+    vector_dirs : sequence of str or Path
+        Directories written by :func:`shiftsim.rtl.write_vectors`, all for one RTL top and one
+        parameter set.
+    build_dir : str or Path, optional
+        Where to compile and run (a temporary directory when None).
+
+    Returns
+    -------
+    dict
+        ``dirs``, ``rows`` (rows driven), ``checks`` (values compared), ``mismatches`` and
+        ``first`` (the first mismatches, described).
+
+    Raises
+    ------
+    ValueError
+        If no directory is given or they differ in RTL top or parameters.
+    RuntimeError
+        If the simulator or cocotb is missing, or the simulation did not finish.
+    """
+    dirs = [Path(d).resolve() for d in vector_dirs]
+    if not dirs:
+        raise ValueError("vector_dirs must name at least one vectors directory, got none")
+    manifests = [json.loads((d / "manifest.json").read_text()) for d in dirs]
+    top, params = manifests[0]["rtl_top"], manifests[0]["params"]
+    for d, m in zip(dirs, manifests):
+        if m["rtl_top"] != top or m["params"] != params:
+            raise ValueError(
+                f"vector_dirs must share one RTL top and parameter set: {d} has "
+                f"{m['rtl_top']} {m['params']}, the first {top} {params}"
+            )
+    missing = simulator_missing()
+    if missing:
+        raise RuntimeError(missing)
+    from cocotb_tools.runner import get_runner
+
+    here = Path(__file__).resolve().parent
+    work = Path(tempfile.mkdtemp(prefix="shiftsim-cosim-") if build_dir is None else build_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    summary = work / "summary.json"
+    summary.unlink(missing_ok=True)
+    runner = get_runner("icarus")
+    runner.build(
+        sources=[here / name for name in RTL_SOURCES],
+        hdl_toplevel=top,
+        parameters=params,
+        build_dir=work,
+        always=True,
+        timescale=("1ns", "1ps"),
+        log_file=work / "build.log",
+    )
+    # the runner passes its own sys.path as PYTHONPATH: the bench is imported alone, as a
+    # top-level module from this directory (not through the shiftsim package: no numba)
+    sys.path.insert(0, str(here))
+    try:
+        runner.test(
+            test_module="bench",
+            hdl_toplevel=top,
+            build_dir=work,
+            test_dir=work,
+            extra_env={
+                "SHIFTSIM_VECTOR_DIRS": os.pathsep.join(str(d) for d in dirs),
+                "SHIFTSIM_COSIM_SUMMARY": str(summary),
+            },
+            log_file=work / "sim.log",
+        )
+    finally:
+        sys.path.remove(str(here))
+    if not summary.exists():
+        raise RuntimeError(f"the simulation wrote no summary; see {work / 'sim.log'}")
+    result: dict[str, Any] = json.loads(summary.read_text())
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m shiftsim.rtl.cosim DIR [DIR ...]``: print totals, 1 on any mismatch."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        print("usage: python -m shiftsim.rtl.cosim VECTORS_DIR [VECTORS_DIR ...]", file=sys.stderr)
+        return 2
+    result = run_cosim(args)
+    print(f"{result['dirs']} vector sets, {result['rows']} rows, {result['checks']} values "
+          f"compared, {result['mismatches']} mismatches")  # fmt: skip
+    for line in result["first"]:
+        print("  " + line)
+    return 1 if result["mismatches"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
