@@ -9,8 +9,6 @@ value by value. Without Icarus Verilog the tests are skipped with a loud reason,
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,15 +81,11 @@ def _run(batch, root):
     return result
 
 
-def _tmp() -> Path:
-    return Path(tempfile.mkdtemp(prefix="shiftsim-rtl-test-"))
-
-
 @pytest.mark.parametrize("rounding", [Rounding.TRN, Rounding.RND], ids=["TRN", "RND"])
 @pytest.mark.parametrize("overflow", [Overflow.WRAP, Overflow.SAT], ids=["WRAP", "SAT"])
 @_ONE_RUN
 @given(data=st.data())
-def test_shiftcnn_lane_passes_vectors(rounding, overflow, data):
+def test_shiftcnn_lane_passes_vectors(tmp_path_factory, rounding, overflow, data):
     draw = data.draw
     n_cb, bits, lanes = draw(st.integers(1, 3)), draw(st.integers(2, 5)), draw(st.integers(1, 4))
     dp = ShiftAddDatapath(
@@ -110,13 +104,13 @@ def test_shiftcnn_lane_passes_vectors(rounding, overflow, data):
         code = ShiftCode(index=index, scale=np.float64(1.0), n_codebooks=n_cb, bits=bits)
         bias = _bias(draw, rng, layer.weight_shape[0], dp.acc_bits)
         batch.append((dp, layer, code, _raw(draw, rng, dp.act, shape), bias, lanes))
-    _run(batch, _tmp())
+    _run(batch, tmp_path_factory.mktemp("cosim"))
 
 
 @pytest.mark.parametrize("overflow", [Overflow.WRAP, Overflow.SAT], ids=["WRAP", "SAT"])
 @_ONE_RUN
 @given(data=st.data())
-def test_mac_lane_passes_vectors(overflow, data):
+def test_mac_lane_passes_vectors(tmp_path_factory, overflow, data):
     draw = data.draw
     lanes = draw(st.integers(1, 4))
     dp = FixedMacDatapath(
@@ -132,7 +126,7 @@ def test_mac_lane_passes_vectors(overflow, data):
         x = _raw(draw, rng, dp.act, _full_shape(layer, shape))
         batch.append((dp, layer, w, x, _bias(draw, rng, layer.weight_shape[0], dp.acc_bits),
                       lanes))  # fmt: skip
-    _run(batch, _tmp())
+    _run(batch, tmp_path_factory.mktemp("cosim"))
 
 
 @pytest.mark.parametrize(
@@ -143,7 +137,7 @@ def test_mac_lane_passes_vectors(overflow, data):
 )  # fmt: skip
 @_ONE_RUN
 @given(data=st.data())
-def test_log_lane_passes_vectors(accumulate, log_add, overflow, data):
+def test_log_lane_passes_vectors(tmp_path_factory, accumulate, log_add, overflow, data):
     draw = data.draw
     dp = LogDatapath(
         act=LogFormat(draw(st.integers(1, 4)), draw(st.integers(-2, 6)), 2, draw(st.booleans())),
@@ -161,7 +155,7 @@ def test_log_lane_passes_vectors(accumulate, log_add, overflow, data):
         x = random_log_code(rng, _full_shape(layer, shape), dp.act, p_zero)
         bias = _bias(draw, rng, layer.weight_shape[0], dp.acc_bits)
         batch.append((dp, layer, w, x, bias, None))
-    _run(batch, _tmp())
+    _run(batch, tmp_path_factory.mktemp("cosim"))
 
 
 def test_bench_reports_a_wrong_expected_value(tmp_path, rng):

