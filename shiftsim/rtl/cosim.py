@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RTL_SOURCES", "run_cosim", "simulator_missing"]
+__all__ = ["RTL_SOURCES", "run_cosim", "run_plain_testbench", "simulator_missing"]
 
 #: The reference Verilog files, in the package directory.
 RTL_SOURCES = (
@@ -139,12 +139,67 @@ def _simulate(dirs: list[Path], top: str, params: dict[str, int], work: Path) ->
     return result
 
 
+def run_plain_testbench(vec_dir: str | Path) -> dict[str, Any]:
+    """Check shift-add vectors with the plain ``$readmemh`` testbench (no cocotb).
+
+    Compiles ``tb_shiftcnn_readmemh.v`` and the reference RTL with ``iverilog``, the
+    parameters taken from the manifest, and runs ``vvp`` in the vectors directory.
+
+    Parameters
+    ----------
+    vec_dir : str or Path
+        A shift-add vectors directory.
+
+    Returns
+    -------
+    dict
+        ``steps``, ``mismatches``, ``commands`` (the two command lines run) and ``output``.
+    """
+    d = Path(vec_dir).resolve()
+    manifest = json.loads((d / "manifest.json").read_text())
+    if manifest["rtl_top"] != "shiftcnn_lane":
+        raise ValueError(f"vec_dir must hold shift-add vectors, got {manifest['rtl_top']!r}")
+    if shutil.which("iverilog") is None or shutil.which("vvp") is None:
+        raise RuntimeError(simulator_missing() or "iverilog is not on the PATH")
+    here = Path(__file__).resolve().parent
+    tb = "tb_shiftcnn_readmemh"
+    params = {**manifest["params"], "STEPS": manifest["tables"]["steps"]["rows"]}
+    with tempfile.TemporaryDirectory(prefix="shiftsim-tb-") as tmp:
+        vvp_file = str(Path(tmp) / "tb.vvp")
+        compile_cmd = ["iverilog", "-g2005", "-s", tb, "-o", vvp_file,
+                       *[f"-P{tb}.{k}={v}" for k, v in params.items()],
+                       *[str(here / f) for f in (*RTL_SOURCES, f"{tb}.v")]]  # fmt: skip
+        proc = subprocess.run(compile_cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"iverilog failed: {proc.stderr[-2000:]}")
+        run_cmd = ["vvp", "-n", vvp_file]
+        proc = subprocess.run(run_cmd, cwd=d, capture_output=True, text=True, check=False)
+    last = [ln for ln in proc.stdout.splitlines() if ln.startswith("shiftsim vectors:")]
+    if not last:
+        raise RuntimeError(f"the testbench printed no summary: {proc.stdout[-2000:]}")
+    steps, mismatches = (int(w) for w in last[-1].split(":")[1].replace(",", "").split()[::2])
+    return {"steps": steps, "mismatches": mismatches, "commands": [compile_cmd, run_cmd],
+            "output": proc.stdout}  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m shiftsim.rtl.cosim DIR [DIR ...]``: print totals, 1 on any mismatch."""
+    """``python -m shiftsim.rtl.cosim [--plain] DIR [DIR ...]``: totals, 1 on any mismatch."""
     args = list(sys.argv[1:] if argv is None else argv)
+    plain = "--plain" in args
+    args = [a for a in args if a != "--plain"]
     if not args:
-        print("usage: python -m shiftsim.rtl.cosim VECTORS_DIR [VECTORS_DIR ...]", file=sys.stderr)
+        print("usage: python -m shiftsim.rtl.cosim [--plain] VECTORS_DIR [VECTORS_DIR ...]",
+              file=sys.stderr)  # fmt: skip
         return 2
+    if plain:
+        status = 0
+        for d in args:
+            res = run_plain_testbench(d)
+            print(" ".join(res["commands"][0][:4]) + " ... && " + " ".join(res["commands"][1][:2])
+                  + f" (in {d})")  # fmt: skip
+            print(f"{d}: {res['steps']} steps, {res['mismatches']} mismatches")
+            status |= int(res["mismatches"] != 0)
+        return status
     result = run_cosim(args)
     print(f"{result['dirs']} vector sets, {result['rows']} rows, {result['checks']} values "
           f"compared, {result['mismatches']} mismatches")  # fmt: skip

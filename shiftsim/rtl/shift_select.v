@@ -17,10 +17,17 @@ module shift_select #(
     input  wire [NBITS-1:0]    n,
     output wire [TW-1:0]       term
 );
-    wire signed [B-1:0]  js    = j;
-    wire        [B-1:0]  mag_j = js[B-1] ? -js : js;
-    wire        [31:0]   sel   = mag_j + n - 2;            // which shift: |j| + n - 2
-    wire signed [RW-1:0] word  = xs[sel*RW +: RW];         // the multicast word
+    localparam integer SELW = $clog2(S + 2) + 1;            // holds |j| + n - 2 in 0..S
+    wire signed [B-1:0]    js    = j;
+    wire        [B-1:0]    mag_j = js[B-1] ? -js : js;
+    wire        [SELW-1:0] sel   = mag_j + n - 2;          // which shift: |j| + n - 2
+    reg  signed [RW-1:0]   word;                           // the multicast word xs[sel]
+    integer s;
+    always @* begin                                        // an (S+1) : 1 multiplexer
+        word = {RW{1'b0}};
+        for (s = 0; s <= S; s = s + 1)
+            if (sel == s) word = xs[s*RW +: RW];
+    end
     wire signed [TW-1:0] wext  = word;                     // sign-extended
     assign term = (js == 0) ? {TW{1'b0}} : (js[B-1] ? -wext : wext);
 endmodule
