@@ -89,11 +89,14 @@ def test_shiftcnn_lane_passes_vectors(tmp_path_factory, rounding, overflow, data
     draw = data.draw
     n_cb, bits, lanes = draw(st.integers(1, 3)), draw(st.integers(2, 5)), draw(st.integers(1, 4))
     dp = ShiftAddDatapath(
-        n_codebooks=n_cb, bits=bits,
+        n_codebooks=n_cb,
+        bits=bits,
         act=FixedFormat(draw(st.integers(1, 8)), 0, signed=draw(st.booleans())),
-        shift_frac_bits=draw(st.integers(0, 3)), shift_rounding=rounding,
-        acc_bits=draw(st.integers(3, 20)), overflow=overflow,
-    )  # fmt: skip
+        shift_frac_bits=draw(st.integers(0, 3)),
+        shift_rounding=rounding,
+        acc_bits=draw(st.integers(3, 20)),
+        overflow=overflow,
+    )
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     half = (1 << (bits - 1)) - 1
     batch = []
@@ -116,25 +119,29 @@ def test_mac_lane_passes_vectors(tmp_path_factory, overflow, data):
     dp = FixedMacDatapath(
         weight=FixedFormat(draw(st.integers(2, 8)), 0, signed=draw(st.booleans())),
         act=FixedFormat(draw(st.integers(1, 8)), 0, signed=draw(st.booleans())),
-        acc_bits=draw(st.integers(3, 24)), overflow=overflow,
-    )  # fmt: skip
+        acc_bits=draw(st.integers(3, 24)),
+        overflow=overflow,
+    )
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     batch = []
     for _ in range(BATCH):
         layer, shape = draw(_layer(lanes))
         w = _raw(draw, rng, dp.weight, layer.weight_shape)
         x = _raw(draw, rng, dp.act, _full_shape(layer, shape))
-        batch.append((dp, layer, w, x, _bias(draw, rng, layer.weight_shape[0], dp.acc_bits),
-                      lanes))  # fmt: skip
+        batch.append((dp, layer, w, x, _bias(draw, rng, layer.weight_shape[0], dp.acc_bits), lanes))
     _run(batch, tmp_path_factory.mktemp("cosim"))
 
 
 @pytest.mark.parametrize(
     ("accumulate", "log_add", "overflow"),
-    [("linear", "floor", Overflow.WRAP), ("linear", "floor", Overflow.SAT),
-     ("log", "floor", Overflow.WRAP), ("log", "mitchell", Overflow.SAT)],
+    [
+        ("linear", "floor", Overflow.WRAP),
+        ("linear", "floor", Overflow.SAT),
+        ("log", "floor", Overflow.WRAP),
+        ("log", "mitchell", Overflow.SAT),
+    ],
     ids=["linear-WRAP", "linear-SAT", "log-floor-WRAP", "log-mitchell-SAT"],
-)  # fmt: skip
+)
 @_ONE_RUN
 @given(data=st.data())
 def test_log_lane_passes_vectors(tmp_path_factory, accumulate, log_add, overflow, data):
@@ -142,10 +149,13 @@ def test_log_lane_passes_vectors(tmp_path_factory, accumulate, log_add, overflow
     dp = LogDatapath(
         act=LogFormat(draw(st.integers(1, 4)), draw(st.integers(-2, 6)), 2, draw(st.booleans())),
         weight=LogFormat(draw(st.integers(1, 4)), draw(st.integers(-3, 3)), 2, True),
-        accumulate=accumulate, log_add=log_add, overflow=overflow,
-        acc_bits=draw(st.integers(3, 20)), acc_frac_bits=draw(st.integers(-2, 8)),
+        accumulate=accumulate,
+        log_add=log_add,
+        overflow=overflow,
+        acc_bits=draw(st.integers(3, 20)),
+        acc_frac_bits=draw(st.integers(-2, 8)),
         log_frac_bits=draw(st.integers(0, 5)),
-    )  # fmt: skip
+    )
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     batch = []
     for _ in range(BATCH):
@@ -169,8 +179,9 @@ def test_bench_reports_a_wrong_expected_value(tmp_path, rng):
     good = run_cosim([tmp_path / "v"], tmp_path / "b1")
     n_steps = manifest["tables"]["steps"]["rows"]
     n_out = manifest["tables"]["outputs"]["rows"]
-    per_step = sum(f["table"] == "steps" and f["role"] in ("comb", "reg")
-                   for f in manifest["fields"])  # fmt: skip
+    per_step = sum(
+        f["table"] == "steps" and f["role"] in ("comb", "reg") for f in manifest["fields"]
+    )
     per_out = sum(f["role"] == "final" for f in manifest["fields"])
     shift_rows = manifest["tables"]["shift_unit"]["rows"]
     assert good["mismatches"] == 0

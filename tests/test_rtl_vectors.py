@@ -27,8 +27,9 @@ def _steps(vec, name):
 
 
 def _code(index, n_cb, bits):
-    return ShiftCode(index=np.asarray(index, np.int8), scale=np.float64(1.0), n_codebooks=n_cb,
-                     bits=bits)  # fmt: skip
+    return ShiftCode(
+        index=np.asarray(index, np.int8), scale=np.float64(1.0), n_codebooks=n_cb, bits=bits
+    )
 
 
 # ------------------------------------------------------------------ hand-checked tables
@@ -39,11 +40,17 @@ def test_shift_add_sat_table_by_hand():
     # lane 0: j = [1, 3] -> n=1: +x>>0 = 7;  n=2: +x>>3 = 0
     # lane 1: j = [2, -1] -> n=1: +x>>1 = 3; n=2: -(x>>1) = -3
     # bias 10: step 1: 10 + 7 + 3 = 20 -> SAT 15 (overflow); step 2: 15 + 0 - 3 = 12
-    dp = ShiftAddDatapath(n_codebooks=2, bits=3, act=FixedFormat(4, 0, signed=False),
-                          acc_bits=5, overflow=Overflow.SAT)  # fmt: skip
+    dp = ShiftAddDatapath(
+        n_codebooks=2,
+        bits=3,
+        act=FixedFormat(4, 0, signed=False),
+        acc_bits=5,
+        overflow=Overflow.SAT,
+    )
     index = np.array([[1, 3], [2, -1]]).reshape(1, 2, 1, 1, 2)
-    vec = make_vectors(dp, Conv2d(2, 1, 1), _code(index, 2, 3), np.full((1, 2, 1, 1), 7),
-                       np.array([10]))  # fmt: skip
+    vec = make_vectors(
+        dp, Conv2d(2, 1, 1), _code(index, 2, 3), np.full((1, 2, 1, 1), 7), np.array([10])
+    )
     assert vec.data["term"] == [[7, 3], [0, -3]]
     assert _steps(vec, "tree") == [10, -3]
     assert _steps(vec, "acc") == [15, 12]
@@ -57,13 +64,23 @@ def test_shift_add_sat_table_by_hand():
 
 def test_shift_add_rnd_words_by_hand():
     # RND with f = 1: r = x << 1; xs[s] = (r + 2^(s-1)) >> s.  x = -3 (signed 4-bit): r = -6
-    dp = ShiftAddDatapath(n_codebooks=1, bits=3, act=FixedFormat(4, 0), shift_frac_bits=1,
-                          shift_rounding=Rounding.RND)  # fmt: skip
+    dp = ShiftAddDatapath(
+        n_codebooks=1, bits=3, act=FixedFormat(4, 0), shift_frac_bits=1, shift_rounding=Rounding.RND
+    )
     vec = make_vectors(dp, Linear(1, 1), _code([[[1]]], 1, 3), np.array([[-3]]))
     # s=0: -6; s=1: (-6+1)>>1 = -3; s=2: (-6+2)>>2 = -1  (S = 2 for N = 1, B = 3)
     assert vec.data["xs"] == [[-6, -3, -1]]
-    assert vec.manifest["params"] == {"XBITS": 4, "XSIGNED": 1, "F": 1, "RND": 1, "B": 3,
-                                      "N": 1, "T": 1, "ACC_BITS": 32, "SAT": 0}  # fmt: skip
+    assert vec.manifest["params"] == {
+        "XBITS": 4,
+        "XSIGNED": 1,
+        "F": 1,
+        "RND": 1,
+        "B": 3,
+        "N": 1,
+        "T": 1,
+        "ACC_BITS": 32,
+        "SAT": 0,
+    }
 
 
 def test_log_floor_table_by_hand():
@@ -94,15 +111,22 @@ def _check_steps_end_in_outputs(vec):
     assert lasts == _steps(vec, "y")
 
 
+@settings(max_examples=min(60, settings.default.max_examples))
 @given(shift_cases(max_size=4, max_acc_bits=40))
 def test_shift_vectors_match_golden(case):
     dp = case.datapath()
     vec = make_vectors(dp, case.layer, case.code(), case.x_raw, case.bias_raw)
     y, counts = shift_add_golden(
-        case.layer, case.index, case.x_raw, bits=case.bits,
-        shift_frac_bits=case.shift_frac_bits, shift_rounding=case.shift_rounding,
-        acc_bits=case.acc_bits, overflow=case.overflow, bias_raw=case.bias_raw,
-    )  # fmt: skip
+        case.layer,
+        case.index,
+        case.x_raw,
+        bits=case.bits,
+        shift_frac_bits=case.shift_frac_bits,
+        shift_rounding=case.shift_rounding,
+        acc_bits=case.acc_bits,
+        overflow=case.overflow,
+        bias_raw=case.bias_raw,
+    )
     assert _steps(vec, "y") == case.layer.as_conv().to_nchw(y).reshape(-1).tolist()
     assert vec.manifest["overflows"] == counts["overflows"] == sum(_steps(vec, "ovf"))
     assert sum(_steps(vec, "first")) == y.size
@@ -117,8 +141,14 @@ def test_mac_vectors_match_golden(case):
     dp = FixedMacDatapath(**case.options)
     vec = make_vectors(dp, case.layer, case.w_raw, case.x_raw, case.bias_raw)
     conv = case.layer.as_conv()
-    y, ev = conv_mac_golden(conv, case.layer.to_nchw(case.w_raw), case.layer.to_nchw(case.x_raw),
-                            case.bias_raw, acc_bits=dp.acc_bits, overflow=dp.overflow)  # fmt: skip
+    y, ev = conv_mac_golden(
+        conv,
+        case.layer.to_nchw(case.w_raw),
+        case.layer.to_nchw(case.x_raw),
+        case.bias_raw,
+        acc_bits=dp.acc_bits,
+        overflow=dp.overflow,
+    )
     assert _steps(vec, "y") == y.reshape(-1).tolist()
     assert vec.manifest["overflows"] == ev["overflows"] == sum(_steps(vec, "ovf"))
     assert [sum(r) for r in vec.data["prod"]] == _steps(vec, "tree")
@@ -135,12 +165,24 @@ def test_log_vectors_match_golden(case):
     vec = make_vectors(dp, case.layer, case.w_code, case.x_code, case.bias_raw)
     ops = dp.check(case.layer, case.w_code, case.x_code, case.bias_raw)
     y, ev = conv_log_golden(
-        case.layer.as_conv(), ops.w_exp, ops.w_sign, 1, ops.x_exp, ops.x_sign, 1, ops.bias_raw,
-        accumulate=dp.accumulate, acc_bits=dp.acc_bits, acc_frac_bits=dp.acc_frac_bits,
-        overflow=dp.overflow, log_frac_bits=dp.log_frac_bits, log_add=dp.log_add,
-        sqrt2_mode=dp.sqrt2_mode, sqrt2_frac_bits=dp.sqrt2_frac_bits,
+        case.layer.as_conv(),
+        ops.w_exp,
+        ops.w_sign,
+        1,
+        ops.x_exp,
+        ops.x_sign,
+        1,
+        ops.bias_raw,
+        accumulate=dp.accumulate,
+        acc_bits=dp.acc_bits,
+        acc_frac_bits=dp.acc_frac_bits,
+        overflow=dp.overflow,
+        log_frac_bits=dp.log_frac_bits,
+        log_add=dp.log_add,
+        sqrt2_mode=dp.sqrt2_mode,
+        sqrt2_frac_bits=dp.sqrt2_frac_bits,
         sqrt2_shifts=dp.sqrt2_shifts,
-    )  # fmt: skip
+    )
     assert _steps(vec, "y") == y.reshape(-1).tolist()
     assert vec.manifest["overflows"] == ev["overflows"]
     _check_steps_end_in_outputs(vec)
@@ -153,17 +195,22 @@ def test_log_vectors_match_golden(case):
 # ------------------------------------------------------------------ files, tiles, bad input
 
 
-@settings(max_examples=20)
+@settings(max_examples=min(20, settings.default.max_examples))
 @given(shift_cases(max_channels=3, max_size=4))
 def test_hex_files_round_trip(tmp_path_factory, case):
     d = tmp_path_factory.mktemp("vec")
     lanes = case.layer.as_conv().channels_per_group + 1  # one spare lane, zero operands
-    manifest = write_vectors(d, case.datapath(), case.layer, case.code(), case.x_raw,
-                             case.bias_raw, lanes=lanes)  # fmt: skip
+    manifest = write_vectors(
+        d, case.datapath(), case.layer, case.code(), case.x_raw, case.bias_raw, lanes=lanes
+    )
     assert json.loads((d / "manifest.json").read_text()) == manifest
     back = read_vectors(d)
-    assert back.data == make_vectors(case.datapath(), case.layer, case.code(), case.x_raw,
-                                     case.bias_raw, lanes=lanes).data  # fmt: skip
+    assert (
+        back.data
+        == make_vectors(
+            case.datapath(), case.layer, case.code(), case.x_raw, case.bias_raw, lanes=lanes
+        ).data
+    )
     for fld in manifest["fields"]:
         lines = [s for s in (d / fld["file"]).read_text().splitlines() if not s.startswith("//")]
         assert all(len(s) == -(-fld["word_bits"] // 4) for s in lines)
@@ -211,3 +258,51 @@ def test_bad_arguments_name_the_parameter(tmp_path):
     with pytest.raises(ValueError, match="step rows"):
         make_vectors(dp, big, code, np.ones((1, 3, 1100, 1000), np.int64))
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+# ------------------------------------------------------------------ command line
+
+
+def test_cli_vectors_writes_checked_vectors(tmp_path, capsys):
+    from shiftsim.cli import main
+
+    out = tmp_path / "v"
+    args = [
+        "vectors",
+        "--datapath",
+        "mac",
+        "--in-channels",
+        "3",
+        "--out-channels",
+        "2",
+        "--kernel",
+        "2",
+        "--size",
+        "3",
+        "--bias",
+        "--lanes",
+        "4",
+        "--tile",
+        "1:2",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["params"]["T"] == 4 and manifest["out_channels"] == [1, 2]
+    assert manifest["tables"]["steps"]["rows"] == 2 * 2 * 4  # 2x2 outputs, 2x2 taps
+    assert "RTL top mac_lane" in capsys.readouterr().out
+
+
+def test_cli_vectors_bad_input_is_one_line(tmp_path, capsys):
+    from shiftsim.cli import main
+
+    assert main(["vectors", "--in-channels", "3", "--lanes", "2", "--out", str(tmp_path)]) == 2
+    assert "lanes must be an int >= C/groups = 3" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["vectors", "--tile", "2", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "START:STOP" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["vectors", "--datapath", "log", "--bits", "9", "--out", str(tmp_path)])
+    assert "--bits" in capsys.readouterr().err

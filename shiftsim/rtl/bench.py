@@ -104,7 +104,12 @@ async def run_vectors(dut) -> None:
                 await _settle()
                 chk.compare(dut, xs, words["xs"][r], f"{vec_dir.name} shift {r}")
                 rows += 1
-    summary = {"dirs": len(dirs), "rows": rows, "checks": chk.checks,
-               "mismatches": chk.mismatches, "first": chk.first}  # fmt: skip
+    summary = {
+        "dirs": len(dirs),
+        "rows": rows,
+        "checks": chk.checks,
+        "mismatches": chk.mismatches,
+        "first": chk.first,
+    }
     Path(os.environ["SHIFTSIM_COSIM_SUMMARY"]).write_text(json.dumps(summary))
     assert chk.mismatches == 0, "\n".join(chk.first)

@@ -66,10 +66,18 @@ def add_rtl_commands(sub: Any) -> None:
     p.add_argument("--size", type=_int(1), default=4, help="input height and width")
     p.add_argument("--batch", type=_int(1), default=1)
     p.add_argument("--codebooks", type=_int(1, 8), default=2, help="N (shift)")
-    p.add_argument("--bits", type=_int(1, 8), default=4,
-                   help="B (shift), weight bits (mac), weight code bits (log)")  # fmt: skip
-    p.add_argument("--act-bits", type=_int(1, 16), default=8,
-                   help="activation bits (unsigned; log: code bits, default 3)")  # fmt: skip
+    p.add_argument(
+        "--bits",
+        type=_int(1, 8),
+        default=4,
+        help="B (shift), weight bits (mac), weight code bits (log)",
+    )
+    p.add_argument(
+        "--act-bits",
+        type=_int(1, 16),
+        default=8,
+        help="activation bits (unsigned; log: code bits, default 3)",
+    )
     p.add_argument("--shift-frac-bits", type=_int(0, 16), default=0, help="f (shift)")
     p.add_argument("--rounding", choices=["TRN", "RND"], default="TRN", help="shift unit")
     p.add_argument("--acc-bits", type=_int(2, 62), default=24)
@@ -79,13 +87,17 @@ def add_rtl_commands(sub: Any) -> None:
     p.add_argument("--log-frac-bits", type=_int(0, 30), default=4, help="g (log)")
     p.add_argument("--acc-frac-bits", type=_int(-64, 64), default=8, help="F (log)")
     p.add_argument("--lanes", type=_int(1), default=None, help="adder-tree lanes T")
-    p.add_argument("--tile", type=_tile, default=None, metavar="START:STOP",
-                   help="only these output channels")  # fmt: skip
+    p.add_argument(
+        "--tile", type=_tile, default=None, metavar="START:STOP", help="only these output channels"
+    )
     p.add_argument("--bias", action="store_true", help="add a random bias")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="directory to write")
-    p.add_argument("--check", action="store_true",
-                   help="run the reference RTL on the vectors (needs iverilog and cocotb)")  # fmt: skip
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="run the reference RTL on the vectors (needs iverilog and cocotb)",
+    )
 
     p = sub.add_parser(
         "synth",
@@ -107,27 +119,36 @@ def _datapath(args: argparse.Namespace) -> Any:
         from shiftsim.datapath.shift_add import ShiftAddDatapath
 
         return ShiftAddDatapath(
-            n_codebooks=args.codebooks, bits=args.bits,
+            n_codebooks=args.codebooks,
+            bits=args.bits,
             act=FixedFormat(args.act_bits, 0, signed=False),
-            shift_frac_bits=args.shift_frac_bits, shift_rounding=Rounding[args.rounding],
-            acc_bits=args.acc_bits, overflow=overflow,
-        )  # fmt: skip
+            shift_frac_bits=args.shift_frac_bits,
+            shift_rounding=Rounding[args.rounding],
+            acc_bits=args.acc_bits,
+            overflow=overflow,
+        )
     if args.datapath == "mac":
         from shiftsim.datapath.mac import FixedMacDatapath
 
         return FixedMacDatapath(
             weight=FixedFormat(args.bits, args.bits - 1),
             act=FixedFormat(args.act_bits, 0, signed=False),
-            acc_bits=args.acc_bits, overflow=overflow,
-        )  # fmt: skip
+            acc_bits=args.acc_bits,
+            overflow=overflow,
+        )
     from shiftsim.datapath.log_domain import LogDatapath
 
     act_bits = 3 if args.act_bits == 8 else args.act_bits  # the paper's 3-bit activations
     return LogDatapath(
-        act=LogFormat(act_bits, 3, signed=False), weight=LogFormat(args.bits, 0, signed=True),
-        accumulate=args.accumulate, log_add=args.log_add, log_frac_bits=args.log_frac_bits,
-        acc_bits=args.acc_bits, acc_frac_bits=args.acc_frac_bits, overflow=overflow,
-    )  # fmt: skip
+        act=LogFormat(act_bits, 3, signed=False),
+        weight=LogFormat(args.bits, 0, signed=True),
+        accumulate=args.accumulate,
+        log_add=args.log_add,
+        log_frac_bits=args.log_frac_bits,
+        acc_bits=args.acc_bits,
+        acc_frac_bits=args.acc_frac_bits,
+        overflow=overflow,
+    )
 
 
 def run_vectors(args: argparse.Namespace) -> int:
@@ -141,8 +162,15 @@ def run_vectors(args: argparse.Namespace) -> int:
         layer = Linear(args.in_channels, args.out_channels)
         x_shape: tuple[int, ...] = (args.batch, args.in_channels)
     else:
-        layer = Conv2d(args.in_channels, args.out_channels, args.kernel, stride=args.stride,
-                       padding=args.padding, dilation=args.dilation, groups=args.groups)  # fmt: skip
+        layer = Conv2d(
+            args.in_channels,
+            args.out_channels,
+            args.kernel,
+            stride=args.stride,
+            padding=args.padding,
+            dilation=args.dilation,
+            groups=args.groups,
+        )
         x_shape = (args.batch, args.in_channels, args.size, args.size)
     dp = _datapath(args)
     w = rng.normal(0.0, 0.5, size=layer.weight_shape)
@@ -150,11 +178,21 @@ def run_vectors(args: argparse.Namespace) -> int:
     x = rng.uniform(0.0, top, size=x_shape)
     bias = rng.normal(0.0, 2.0, size=layer.weight_shape[0]) if args.bias else None
     prep = dp.prepare(layer, w, x, bias)
-    manifest = write_vectors(args.out, dp, layer, prep.code, prep.x_in, prep.bias_raw,
-                             lanes=args.lanes, out_channels=args.tile)  # fmt: skip
+    manifest = write_vectors(
+        args.out,
+        dp,
+        layer,
+        prep.code,
+        prep.x_in,
+        prep.bias_raw,
+        lanes=args.lanes,
+        out_channels=args.tile,
+    )
     tables = manifest["tables"]
-    print(f"wrote {len(manifest['fields'])} fields to {args.out}: {tables['steps']['rows']} "
-          f"steps, {tables['outputs']['rows']} outputs, {manifest['overflows']} overflow events")  # fmt: skip
+    print(
+        f"wrote {len(manifest['fields'])} fields to {args.out}: {tables['steps']['rows']} "
+        f"steps, {tables['outputs']['rows']} outputs, {manifest['overflows']} overflow events"
+    )
     params = " ".join(f"{k}={v}" for k, v in manifest["params"].items())
     print(f"RTL top {manifest['rtl_top']}: {params}")
     if not args.check:
@@ -166,8 +204,10 @@ def run_vectors(args: argparse.Namespace) -> int:
     except RuntimeError as exc:  # no simulator, or it did not finish
         sys.stderr.write(f"shiftsim vectors: error: {exc}\n")
         return 2
-    print(f"reference RTL in Icarus Verilog: {result['rows']} rows, {result['checks']} values "
-          f"compared, {result['mismatches']} mismatches")  # fmt: skip
+    print(
+        f"reference RTL in Icarus Verilog: {result['rows']} rows, {result['checks']} values "
+        f"compared, {result['mismatches']} mismatches"
+    )
     for line in result["first"]:
         print("  " + line)
     return 1 if result["mismatches"] else 0

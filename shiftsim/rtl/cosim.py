@@ -49,7 +49,9 @@ def simulator_missing() -> str | None:
     return None
 
 
-def run_cosim(vector_dirs: Sequence[str | Path], build_dir: str | Path | None = None) -> dict[str, Any]:
+def run_cosim(
+    vector_dirs: Sequence[str | Path], build_dir: str | Path | None = None
+) -> dict[str, Any]:
     """Compile the reference RTL once and drive it with every vectors directory.
 
     Parameters
@@ -166,9 +168,16 @@ def run_plain_testbench(vec_dir: str | Path) -> dict[str, Any]:
     params = {**manifest["params"], "STEPS": manifest["tables"]["steps"]["rows"]}
     with tempfile.TemporaryDirectory(prefix="shiftsim-tb-") as tmp:
         vvp_file = str(Path(tmp) / "tb.vvp")
-        compile_cmd = ["iverilog", "-g2005", "-s", tb, "-o", vvp_file,
-                       *[f"-P{tb}.{k}={v}" for k, v in params.items()],
-                       *[str(here / f) for f in (*RTL_SOURCES, f"{tb}.v")]]  # fmt: skip
+        compile_cmd = [
+            "iverilog",
+            "-g2005",
+            "-s",
+            tb,
+            "-o",
+            vvp_file,
+            *[f"-P{tb}.{k}={v}" for k, v in params.items()],
+            *[str(here / f) for f in (*RTL_SOURCES, f"{tb}.v")],
+        ]
         proc = subprocess.run(compile_cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"iverilog failed: {proc.stderr[-2000:]}")
@@ -178,8 +187,12 @@ def run_plain_testbench(vec_dir: str | Path) -> dict[str, Any]:
     if not last:
         raise RuntimeError(f"the testbench printed no summary: {proc.stdout[-2000:]}")
     steps, mismatches = (int(w) for w in last[-1].split(":")[1].replace(",", "").split()[::2])
-    return {"steps": steps, "mismatches": mismatches, "commands": [compile_cmd, run_cmd],
-            "output": proc.stdout}  # fmt: skip
+    return {
+        "steps": steps,
+        "mismatches": mismatches,
+        "commands": [compile_cmd, run_cmd],
+        "output": proc.stdout,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -188,21 +201,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     plain = "--plain" in args
     args = [a for a in args if a != "--plain"]
     if not args:
-        print("usage: python -m shiftsim.rtl.cosim [--plain] VECTORS_DIR [VECTORS_DIR ...]",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "usage: python -m shiftsim.rtl.cosim [--plain] VECTORS_DIR [VECTORS_DIR ...]",
+            file=sys.stderr,
+        )
         return 2
     if plain:
         status = 0
         for d in args:
             res = run_plain_testbench(d)
-            print(" ".join(res["commands"][0][:4]) + " ... && " + " ".join(res["commands"][1][:2])
-                  + f" (in {d})")  # fmt: skip
+            print(
+                " ".join(res["commands"][0][:4])
+                + " ... && "
+                + " ".join(res["commands"][1][:2])
+                + f" (in {d})"
+            )
             print(f"{d}: {res['steps']} steps, {res['mismatches']} mismatches")
             status |= int(res["mismatches"] != 0)
         return status
     result = run_cosim(args)
-    print(f"{result['dirs']} vector sets, {result['rows']} rows, {result['checks']} values "
-          f"compared, {result['mismatches']} mismatches")  # fmt: skip
+    print(
+        f"{result['dirs']} vector sets, {result['rows']} rows, {result['checks']} values "
+        f"compared, {result['mismatches']} mismatches"
+    )
     for line in result["first"]:
         print("  " + line)
     return 1 if result["mismatches"] else 0

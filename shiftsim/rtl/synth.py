@@ -54,8 +54,15 @@ module prim_mul #(parameter integer W = 8) (input signed [W-1:0] a, input signed
     assign y = a * b;
 endmodule
 """
-_SOURCES = ("shift_unit.v", "shift_select.v", "adder_tree.v", "accumulator.v", "shiftcnn_unit.v",
-            "mac_lane.v", "log_lane.v")  # fmt: skip
+_SOURCES = (
+    "shift_unit.v",
+    "shift_select.v",
+    "adder_tree.v",
+    "accumulator.v",
+    "shiftcnn_unit.v",
+    "mac_lane.v",
+    "log_lane.v",
+)
 
 
 @dataclass(frozen=True)
@@ -112,9 +119,13 @@ class SynthResult:
 
 def _lanes(t: int, n: int, b: int, acc: int) -> list[Design]:
     return [
-        Design(f"ShiftCNN unit N={n} B={b} T={t}", "shiftcnn_unit",
-               {"XBITS": 8, "N": n, "B": b, "T": t, "ACC_BITS": acc}, t / n),
-    ]  # fmt: skip
+        Design(
+            f"ShiftCNN unit N={n} B={b} T={t}",
+            "shiftcnn_unit",
+            {"XBITS": 8, "N": n, "B": b, "T": t, "ACC_BITS": acc},
+            t / n,
+        ),
+    ]
 
 
 #: The table of the README: ShiftCNN units (N, B, T) against the 8-bit MAC lane and log lanes.
@@ -127,23 +138,35 @@ DEFAULT_DESIGNS: tuple[Design, ...] = (
     Design("shift unit RND (1 input, 8-bit, S=8)", "shift_unit", {"XBITS": 8, "S": 8, "RND": 1}, 1),
     Design("8-bit MAC lane T=4", "mac_lane", {"XBITS": 8, "WBITS": 8, "T": 4, "ACC_BITS": 24}, 4),
     Design("8-bit MAC lane T=8", "mac_lane", {"XBITS": 8, "WBITS": 8, "T": 8, "ACC_BITS": 24}, 8),
-    Design("log lane, linear acc", "log_lane",
-           {"EBITS": 5, "F": 8, "ACC_BITS": 24, "LOGACC": 0}, 1),
-    Design("log lane, log acc (floor)", "log_lane",
-           {"EBITS": 5, "F": 8, "ACC_BITS": 24, "LOGACC": 1, "G": 4, "SBITS": 16}, 1),
-    Design("log lane, log acc (mitchell)", "log_lane",
-           {"EBITS": 5, "F": 8, "ACC_BITS": 24, "LOGACC": 1, "MITCHELL": 1, "G": 4,
-            "SBITS": 16}, 1),
-)  # fmt: skip
+    Design(
+        "log lane, linear acc", "log_lane", {"EBITS": 5, "F": 8, "ACC_BITS": 24, "LOGACC": 0}, 1
+    ),
+    Design(
+        "log lane, log acc (floor)",
+        "log_lane",
+        {"EBITS": 5, "F": 8, "ACC_BITS": 24, "LOGACC": 1, "G": 4, "SBITS": 16},
+        1,
+    ),
+    Design(
+        "log lane, log acc (mitchell)",
+        "log_lane",
+        {"EBITS": 5, "F": 8, "ACC_BITS": 24, "LOGACC": 1, "MITCHELL": 1, "G": 4, "SBITS": 16},
+        1,
+    ),
+)
 
 
 #: A quick subset (small widths) for tests: ``shiftsim synth --small``.
 SMALL_DESIGNS: tuple[Design, ...] = (
-    Design("ShiftCNN unit N=2 B=3 T=2", "shiftcnn_unit",
-           {"XBITS": 4, "N": 2, "B": 3, "T": 2, "ACC_BITS": 10}, 1),
+    Design(
+        "ShiftCNN unit N=2 B=3 T=2",
+        "shiftcnn_unit",
+        {"XBITS": 4, "N": 2, "B": 3, "T": 2, "ACC_BITS": 10},
+        1,
+    ),
     Design("4-bit MAC lane T=2", "mac_lane", {"XBITS": 4, "WBITS": 4, "T": 2, "ACC_BITS": 10}, 2),
     Design("log lane, linear acc", "log_lane", {"EBITS": 4, "F": 2, "ACC_BITS": 10}, 1),
-)  # fmt: skip
+)
 
 
 def yosys_command() -> list[str] | None:
@@ -223,21 +246,24 @@ def synthesize(designs: Sequence[Design] = DEFAULT_DESIGNS) -> list[SynthResult]
                 f"tee -q -o stat{k}.json stat -json -tech cmos",
             ]
         (work / "run.ys").write_text("\n".join(lines) + "\n")
-        proc = subprocess.run([*cmd, "-q", "-s", "run.ys"], cwd=work, capture_output=True,
-                              text=True, check=False)  # fmt: skip
+        proc = subprocess.run(
+            [*cmd, "-q", "-s", "run.ys"], cwd=work, capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"Yosys failed ({proc.returncode}): {proc.stderr[-2000:]}")
         results = []
         for k, d in enumerate(designs):
             stat = json.loads((work / f"stat{k}.json").read_text())["design"]
             types = {str(t): int(n) for t, n in stat["num_cells_by_type"].items()}
-            results.append(SynthResult(
-                design=d,
-                cells=int(stat["num_cells"]),
-                flops=sum(n for t, n in types.items() if "DFF" in t),
-                transistors=int(str(stat["estimated_num_transistors"]).rstrip("+")),
-                cell_types=types,
-            ))  # fmt: skip
+            results.append(
+                SynthResult(
+                    design=d,
+                    cells=int(stat["num_cells"]),
+                    flops=sum(n for t, n in types.items() if "DFF" in t),
+                    transistors=int(str(stat["estimated_num_transistors"]).rstrip("+")),
+                    cell_types=types,
+                )
+            )
     return results
 
 
@@ -247,11 +273,15 @@ def format_table(results: Sequence[SynthResult]) -> str:
     The ratio compares transistors per weight term: a ShiftCNN unit of T lanes completes T/N
     weights per clock (one codebook per step), a MAC lane T.
     """
-    rows = ["| block | cells | flip-flops | transistors (est.) | transistors per weight term |",
-            "|---|---:|---:|---:|---:|"]  # fmt: skip
+    rows = [
+        "| block | cells | flip-flops | transistors (est.) | transistors per weight term |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for r in results:
-        rows.append(f"| {r.design.label} | {r.cells} | {r.flops} | {r.transistors} | "
-                    f"{r.transistors_per_term:.0f} |")  # fmt: skip
+        rows.append(
+            f"| {r.design.label} | {r.cells} | {r.flops} | {r.transistors} | "
+            f"{r.transistors_per_term:.0f} |"
+        )
     macs = [r for r in results if r.design.top == "mac_lane"]
     units = [r for r in results if r.design.top == "shiftcnn_unit"]
     notes = []
@@ -259,9 +289,11 @@ def format_table(results: Sequence[SynthResult]) -> str:
         for unit in units:
             if unit.design.params.get("T") == mac.design.params.get("T"):
                 ratio = mac.transistors_per_term / unit.transistors_per_term
-                notes.append(f"- {mac.design.label} / {unit.design.label}: {ratio:.2f}x "
-                             "transistors per weight term")  # fmt: skip
-    return "\n".join(rows + ([""] + notes if notes else [])) + "\n"
+                notes.append(
+                    f"- {mac.design.label} / {unit.design.label}: {ratio:.2f}x "
+                    "transistors per weight term"
+                )
+    return "\n".join(rows + (["", *notes] if notes else [])) + "\n"
 
 
 def energy_table_dict(
@@ -275,7 +307,7 @@ def energy_table_dict(
     Parameters
     ----------
     results : sequence of SynthResult, optional
-        Counts of ``prim_add`` (W = 8, 32), ``prim_mul`` (W = 8, 32) and the ShiftCNN selector
+        Counts of ``prim_add`` (W = 8, 32), ``prim_mul`` (W = 8, 16) and the ShiftCNN selector
         (``shift_select``); synthesised when None.
     base : dict, optional
         A table dict to take the memory entries (``sram``, ``dram``) from; by default the
@@ -305,23 +337,27 @@ def energy_table_dict(
         }
     return {
         "name": f"Yosys stat -tech cmos transistor counts, {per_t * 1000:.4f} fJ per transistor "
-                f"(8-bit multiply = {anchor_multiply_pj} pJ)",
-        "add": {"bits": [8, 32], "pj": [by_label["add8"].transistors * per_t,
-                                        by_label["add32"].transistors * per_t]},
-        "multiply": {"bits": [8, 32], "pj": [anchor_multiply_pj,
-                                             by_label["mul32"].transistors * per_t]},
+        f"(8-bit multiply = {anchor_multiply_pj} pJ)",
+        "add": {
+            "bits": [8, 32],
+            "pj": [by_label["add8"].transistors * per_t, by_label["add32"].transistors * per_t],
+        },
+        "multiply": {
+            "bits": [8, 16],
+            "pj": [anchor_multiply_pj, by_label["mul16"].transistors * per_t],
+        },
         "sram": dict(base["sram"]),
         "dram": dict(base["dram"]),
         "select": {"pj": by_label["select"].transistors * per_t},
         "synthesis": {label: r.transistors for label, r in by_label.items()},
-    }  # fmt: skip
+    }
 
 
 _PRIMITIVE_DESIGNS = (
     Design("add8", "prim_add", {"W": 8}),
     Design("add32", "prim_add", {"W": 32}),
     Design("mul8", "prim_mul", {"W": 8}),
-    Design("mul32", "prim_mul", {"W": 32}),
+    Design("mul16", "prim_mul", {"W": 16}),
     Design("select", "shift_select", {"B": 4, "N": 2, "RW": 9, "S": 8, "NBITS": 2}),
 )
 
@@ -339,17 +375,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     small = "--small" in args
     args = [a for a in args if a != "--small"]
     if args not in ([], ["--json"], ["--energy"]):
-        print("usage: python -m shiftsim.rtl.synth [--small] [--json | --energy]",
-              file=sys.stderr)  # fmt: skip
+        print("usage: python -m shiftsim.rtl.synth [--small] [--json | --energy]", file=sys.stderr)
         return 2
     if args == ["--energy"]:
         print(json.dumps(energy_table_dict(), indent=1))
         return 0
     results = synthesize(SMALL_DESIGNS if small else DEFAULT_DESIGNS)
     if args == ["--json"]:
-        print(json.dumps([{"label": r.design.label, "top": r.design.top,
-                           "params": r.design.params, "cells": r.cells, "flops": r.flops,
-                           "transistors": r.transistors} for r in results], indent=1))  # fmt: skip
+        print(
+            json.dumps(
+                [
+                    {
+                        "label": r.design.label,
+                        "top": r.design.top,
+                        "params": r.design.params,
+                        "cells": r.cells,
+                        "flops": r.flops,
+                        "transistors": r.transistors,
+                    }
+                    for r in results
+                ],
+                indent=1,
+            )
+        )
         return 0
     print(format_table(results), end="")
     print(f"\n{yosys_version()}; synth -flatten, dffunmap, stat -tech cmos")

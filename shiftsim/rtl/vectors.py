@@ -161,26 +161,42 @@ class _Tables:
         self.fields: dict[str, Field] = {}
         self.data: dict[str, list[list[int]]] = {}
 
-    def add(self, name: str, table: str, bits: int, signed: bool, port: str | None, role: str,
-            description: str, lanes: int = 1) -> None:  # fmt: skip
+    def add(
+        self,
+        name: str,
+        table: str,
+        bits: int,
+        signed: bool,
+        port: str | None,
+        role: str,
+        description: str,
+        lanes: int = 1,
+    ) -> None:
         self.fields[name] = Field(name, table, bits, lanes, signed, port, role, description)
         self.data[name] = []
 
     def row(self, **values: int | Sequence[int]) -> None:
         for name, value in values.items():
-            self.data[name].append([int(v) for v in value] if isinstance(value, Sequence)
-                                   else [int(value)])  # fmt: skip
+            self.data[name].append(
+                [int(v) for v in value] if isinstance(value, Sequence) else [int(value)]
+            )
 
 
 def _outputs_of(conv: Conv2d, x_shape: tuple[int, ...], co_range: range) -> list[tuple[int, ...]]:
     n_b, _, h, w = x_shape
     ho, wo = conv.output_hw(h, w)
-    return [(b, co, oh, ow) for b in range(n_b) for co in co_range for oh in range(ho)
-            for ow in range(wo)]  # fmt: skip
+    return [
+        (b, co, oh, ow)
+        for b in range(n_b)
+        for co in co_range
+        for oh in range(ho)
+        for ow in range(wo)
+    ]
 
 
-def _tap(conv: Conv2d, x: Any, b: int, c: int, oh: int, ow: int, kh: int, kw: int,
-         zero: int = 0) -> int:  # fmt: skip
+def _tap(
+    conv: Conv2d, x: Any, b: int, c: int, oh: int, ow: int, kh: int, kw: int, zero: int = 0
+) -> int:
     """The input one tap sees: ``x[b, c, ih, iw]``, or ``zero`` in the padding."""
     ih = oh * conv.stride[0] + kh * conv.dilation[0] - conv.padding[0]
     iw = ow * conv.stride[1] + kw * conv.dilation[1] - conv.padding[1]
@@ -232,8 +248,9 @@ def _shift_word(x: int, f: int, s: int, rnd: bool) -> int:
     return (r + (1 << (s - 1))) >> s if rnd and s >= 1 else r >> s
 
 
-def _shift_trace(dp: ShiftAddDatapath, layer: Conv2d | Linear, op: ShiftOperands,
-                 lanes: int, co_range: range) -> tuple[_Tables, dict[str, int], list[int], int]:  # fmt: skip
+def _shift_trace(
+    dp: ShiftAddDatapath, layer: Conv2d | Linear, op: ShiftOperands, lanes: int, co_range: range
+) -> tuple[_Tables, dict[str, int], list[int], int]:
     conv = layer.as_conv()
     params = _shift_params(dp, lanes)
     wd = shift_widths(params)
@@ -246,32 +263,115 @@ def _shift_trace(dp: ShiftAddDatapath, layer: Conv2d | Linear, op: ShiftOperands
     idx = op.index.tolist()
     bias = [0] * conv.out_channels if op.bias_raw is None else op.bias_raw.tolist()
     t = _Tables()
-    t.add("first", "steps", 1, False, "first", "in", "1 on an output's first step: the "
-          "accumulator starts from bias instead of its own value")  # fmt: skip
+    t.add(
+        "first",
+        "steps",
+        1,
+        False,
+        "first",
+        "in",
+        "1 on an output's first step: the accumulator starts from bias instead of its own value",
+    )
     t.add("last", "steps", 1, False, None, "in", "1 on an output's last step (y is valid after it)")
-    t.add("bias", "steps", dp.acc_bits, True, "bias", "in", "initial accumulator value of the "
-          "output (accumulator units), used when first = 1")  # fmt: skip
+    t.add(
+        "bias",
+        "steps",
+        dp.acc_bits,
+        True,
+        "bias",
+        "in",
+        "initial accumulator value of the output (accumulator units), used when first = 1",
+    )
     t.add("n", "steps", wd["NBITS"], False, "n", "in", "codebook number n = 1..N of this step")
-    t.add("x", "steps", xb, xs_signed, "x", "in", "raw input of each lane (channel c of the "
-          "group) at tap (kh, kw); 0 in the padding and in unused lanes", lanes)  # fmt: skip
-    t.add("idx", "steps", dp.bits, True, "idx", "in", "weight index j = idx[co, c, kh, kw, n] "
-          "of each lane (0 in unused lanes)", lanes)  # fmt: skip
-    t.add("term", "steps", wd["TW"], True, "term", "comb", "selected term: sign(j) * "
-          "xs[|j| + n - 2] for j != 0, else 0 (SPEC 5.1 select)", lanes)  # fmt: skip
-    t.add("tree", "steps", wd["TREEW"], True, "tree", "comb", "exact adder-tree sum of the "
-          "lanes' terms")  # fmt: skip
-    t.add("acc", "steps", dp.acc_bits, True, "acc", "reg", "accumulator after the step: "
-          "OVERFLOW(acc + tree), acc = bias on the first step (SPEC 5.1 accumulate)")  # fmt: skip
+    t.add(
+        "x",
+        "steps",
+        xb,
+        xs_signed,
+        "x",
+        "in",
+        "raw input of each lane (channel c of the "
+        "group) at tap (kh, kw); 0 in the padding and in unused lanes",
+        lanes,
+    )
+    t.add(
+        "idx",
+        "steps",
+        dp.bits,
+        True,
+        "idx",
+        "in",
+        "weight index j = idx[co, c, kh, kw, n] of each lane (0 in unused lanes)",
+        lanes,
+    )
+    t.add(
+        "term",
+        "steps",
+        wd["TW"],
+        True,
+        "term",
+        "comb",
+        "selected term: sign(j) * xs[|j| + n - 2] for j != 0, else 0 (SPEC 5.1 select)",
+        lanes,
+    )
+    t.add(
+        "tree",
+        "steps",
+        wd["TREEW"],
+        True,
+        "tree",
+        "comb",
+        "exact adder-tree sum of the lanes' terms",
+    )
+    t.add(
+        "acc",
+        "steps",
+        dp.acc_bits,
+        True,
+        "acc",
+        "reg",
+        "accumulator after the step: "
+        "OVERFLOW(acc + tree), acc = bias on the first step (SPEC 5.1 accumulate)",
+    )
     t.add("ovf", "steps", 1, False, "ovf", "reg", "1 when WRAP/SAT changed this update")
-    t.add("y", "outputs", dp.acc_bits, True, "acc", "final", "final output y_raw (accumulator "
-          "units, frac bits fa + f)")  # fmt: skip
-    t.add("y_ovf", "outputs", 1, False, "ovf_any", "final", "1 when any update of the output "
-          "overflowed")  # fmt: skip
-    t.add("sx", "shift_unit", xb, xs_signed, "x", "in", "raw input value x, order (b, c, h, "
-          "w); drives lane 0 of port x (other lanes 0)")  # fmt: skip
-    t.add("xs", "shift_unit", wd["RW"], True, "xs0", "comb", "shift unit words xs[s], "
-          "s = 0..S: (x << f) >> s (TRN) or ((x << f) + 2^(s-1)) >> s (RND, s >= 1)",
-          s_max + 1)  # fmt: skip
+    t.add(
+        "y",
+        "outputs",
+        dp.acc_bits,
+        True,
+        "acc",
+        "final",
+        "final output y_raw (accumulator units, frac bits fa + f)",
+    )
+    t.add(
+        "y_ovf",
+        "outputs",
+        1,
+        False,
+        "ovf_any",
+        "final",
+        "1 when any update of the output overflowed",
+    )
+    t.add(
+        "sx",
+        "shift_unit",
+        xb,
+        xs_signed,
+        "x",
+        "in",
+        "raw input value x, order (b, c, h, w); drives lane 0 of port x (other lanes 0)",
+    )
+    t.add(
+        "xs",
+        "shift_unit",
+        wd["RW"],
+        True,
+        "xs0",
+        "comb",
+        "shift unit words xs[s], "
+        "s = 0..S: (x << f) >> s (TRN) or ((x << f) + 2^(s-1)) >> s (RND, s >= 1)",
+        s_max + 1,
+    )
     for b, c, i, j in np.ndindex(*op.x_raw.shape):
         v = x[b][c][i][j]
         t.row(sx=v, xs=[_shift_word(v, f, s, rnd) for s in range(s_max + 1)])
@@ -279,8 +379,12 @@ def _shift_trace(dp: ShiftAddDatapath, layer: Conv2d | Linear, op: ShiftOperands
     for b, co, oh, ow in _outputs_of(conv, op.x_raw.shape, co_range):
         c0 = (co // co_per_group) * cg
         acc, any_ovf = bias[co], 0
-        steps = [(n, kh, kw) for n in range(1, dp.n_codebooks + 1) for kh in range(kh_n)
-                 for kw in range(kw_n)]  # fmt: skip
+        steps = [
+            (n, kh, kw)
+            for n in range(1, dp.n_codebooks + 1)
+            for kh in range(kh_n)
+            for kw in range(kw_n)
+        ]
         for k, (n, kh, kw) in enumerate(steps):
             xl = [_tap(conv, x, b, c0 + c, oh, ow, kh, kw) for c in range(cg)] + [0] * (lanes - cg)
             jl = [idx[co][c][kh][kw][n - 1] for c in range(cg)] + [0] * (lanes - cg)
@@ -294,8 +398,18 @@ def _shift_trace(dp: ShiftAddDatapath, layer: Conv2d | Linear, op: ShiftOperands
             ovf = int(acc != exact)
             overflows += ovf
             any_ovf |= ovf
-            t.row(first=int(k == 0), last=int(k == len(steps) - 1), bias=bias[co], n=n, x=xl,
-                  idx=jl, term=terms, tree=tree, acc=acc, ovf=ovf)  # fmt: skip
+            t.row(
+                first=int(k == 0),
+                last=int(k == len(steps) - 1),
+                bias=bias[co],
+                n=n,
+                x=xl,
+                idx=jl,
+                term=terms,
+                tree=tree,
+                acc=acc,
+                ovf=ovf,
+            )
         t.row(y=acc, y_ovf=any_ovf)
         finals.append(acc)
     return t, params, finals, overflows
@@ -323,8 +437,9 @@ def mac_widths(params: dict[str, int]) -> dict[str, int]:
     return {"XW": xw, "WW": ww, "PW": xw + ww, "TREEW": xw + ww + _clog2(params["T"])}
 
 
-def _mac_trace(dp: FixedMacDatapath, layer: Conv2d | Linear, op: MacOperands,
-               lanes: int, co_range: range) -> tuple[_Tables, dict[str, int], list[int], int]:  # fmt: skip
+def _mac_trace(
+    dp: FixedMacDatapath, layer: Conv2d | Linear, op: MacOperands, lanes: int, co_range: range
+) -> tuple[_Tables, dict[str, int], list[int], int]:
     conv = layer.as_conv()
     params = _mac_params(dp, lanes)
     wd = mac_widths(params)
@@ -338,10 +453,26 @@ def _mac_trace(dp: FixedMacDatapath, layer: Conv2d | Linear, op: MacOperands,
     t.add("first", "steps", 1, False, "first", "in", "1 on an output's first step")
     t.add("last", "steps", 1, False, None, "in", "1 on an output's last step")
     t.add("bias", "steps", dp.acc_bits, True, "bias", "in", "initial accumulator value")
-    t.add("x", "steps", dp.act.bits, dp.act.signed, "x", "in", "raw input of each lane at tap "
-          "(kh, kw); 0 in the padding and unused lanes", lanes)  # fmt: skip
-    t.add("w", "steps", dp.weight.bits, dp.weight.signed, "w", "in", "raw weight "
-          "w[co, c, kh, kw] of each lane", lanes)  # fmt: skip
+    t.add(
+        "x",
+        "steps",
+        dp.act.bits,
+        dp.act.signed,
+        "x",
+        "in",
+        "raw input of each lane at tap (kh, kw); 0 in the padding and unused lanes",
+        lanes,
+    )
+    t.add(
+        "w",
+        "steps",
+        dp.weight.bits,
+        dp.weight.signed,
+        "w",
+        "in",
+        "raw weight w[co, c, kh, kw] of each lane",
+        lanes,
+    )
     t.add("prod", "steps", wd["PW"], True, "prod", "comb", "product w * x of each lane", lanes)
     t.add("tree", "steps", wd["TREEW"], True, "tree", "comb", "exact adder-tree sum")
     t.add("acc", "steps", dp.acc_bits, True, "acc", "reg", "OVERFLOW(acc + tree) (SPEC 5.3)")
@@ -363,8 +494,17 @@ def _mac_trace(dp: FixedMacDatapath, layer: Conv2d | Linear, op: MacOperands,
             ovf = int(acc != exact)
             overflows += ovf
             any_ovf |= ovf
-            t.row(first=int(k == 0), last=int(k == len(steps) - 1), bias=bias[co], x=xl, w=wl,
-                  prod=prods, tree=tree, acc=acc, ovf=ovf)  # fmt: skip
+            t.row(
+                first=int(k == 0),
+                last=int(k == len(steps) - 1),
+                bias=bias[co],
+                x=xl,
+                w=wl,
+                prod=prods,
+                tree=tree,
+                acc=acc,
+                ovf=ovf,
+            )
         t.row(y=acc, y_ovf=any_ovf)
         finals.append(acc)
     return t, params, finals, overflows
@@ -408,8 +548,9 @@ def _log_to_linear(s: int, g: int, f: int) -> int:
     return m << sh if sh >= 0 else m >> -sh
 
 
-def _log_trace(dp: LogDatapath, layer: Conv2d | Linear, op: LogOperands,
-               co_range: range) -> tuple[_Tables, dict[str, int], list[int], int]:  # fmt: skip
+def _log_trace(
+    dp: LogDatapath, layer: Conv2d | Linear, op: LogOperands, co_range: range
+) -> tuple[_Tables, dict[str, int], list[int], int]:
     if dp.k != 1:
         raise ValueError(
             f"log vectors cover base-2 codes only, got act base {dp.act.base!r} and weight base "
@@ -426,34 +567,70 @@ def _log_trace(dp: LogDatapath, layer: Conv2d | Linear, op: LogOperands,
     xe, xsg = op.x_exp.tolist(), op.x_sign.tolist()
     bias = [0] * conv.out_channels if op.bias_raw is None else op.bias_raw.tolist()
     t = _Tables()
-    t.add("first", "steps", 1, False, "first", "in", "1 on an output's first term: registers "
-          "restart (linear: acc = bias; log: both log registers empty)")  # fmt: skip
+    t.add(
+        "first",
+        "steps",
+        1,
+        False,
+        "first",
+        "in",
+        "1 on an output's first term: registers "
+        "restart (linear: acc = bias; log: both log registers empty)",
+    )
     t.add("last", "steps", 1, False, None, "in", "1 on an output's last term")
     t.add("bias", "steps", acc_bits, True, "bias", "in", "bias (accumulator units)")
     t.add("xe", "steps", ebits, True, "xe", "in", "activation exponent e_x (base 2)")
-    t.add("xsign", "steps", 2, True, "xsign", "in", "activation sign -1/0/+1 (0: zero or "
-          "padding)")  # fmt: skip
+    t.add("xsign", "steps", 2, True, "xsign", "in", "activation sign -1/0/+1 (0: zero or padding)")
     t.add("we", "steps", ebits, True, "we", "in", "weight exponent e_w")
     t.add("wsign", "steps", 2, True, "wsign", "in", "weight sign -1/0/+1")
-    t.add("p", "steps", ebits + 1, True, "p", "comb", "product exponent p = e_x + e_w "
-          "(exponent adder)")  # fmt: skip
+    t.add(
+        "p",
+        "steps",
+        ebits + 1,
+        True,
+        "p",
+        "comb",
+        "product exponent p = e_x + e_w (exponent adder)",
+    )
     if logacc:
-        t.add("s_pos", "steps", sbits, True, "s_pos", "reg", "positive log register S (g frac "
-              "bits) after the term; 0 when empty")  # fmt: skip
+        t.add(
+            "s_pos",
+            "steps",
+            sbits,
+            True,
+            "s_pos",
+            "reg",
+            "positive log register S (g frac bits) after the term; 0 when empty",
+        )
         t.add("s_neg", "steps", sbits, True, "s_neg", "reg", "negative log register S")
         t.add("pos_full", "steps", 1, False, "pos_full", "reg", "1 when S_pos is not empty")
         t.add("neg_full", "steps", 1, False, "neg_full", "reg", "1 when S_neg is not empty")
     else:
         t.add("acc", "steps", acc_bits, True, "acc", "reg", "OVERFLOW(acc +- floor(2^(p+F)))")
         t.add("ovf", "steps", 1, False, "ovf", "reg", "1 when WRAP/SAT changed this update")
-    t.add("y", "outputs", acc_bits, True, "y", "final", "final output y_raw (frac bits F); log "
-          "mode: OVERFLOW(bias + lin(S_pos) - lin(S_neg))")  # fmt: skip
-    t.add("y_ovf", "outputs", 1, False, "ovf_any", "final", "1 when any register write of the "
-          "output overflowed")  # fmt: skip
+    t.add(
+        "y",
+        "outputs",
+        acc_bits,
+        True,
+        "y",
+        "final",
+        "final output y_raw (frac bits F); log mode: OVERFLOW(bias + lin(S_pos) - lin(S_neg))",
+    )
+    t.add(
+        "y_ovf",
+        "outputs",
+        1,
+        False,
+        "ovf_any",
+        "final",
+        "1 when any register write of the output overflowed",
+    )
     finals, overflows = [], 0
     for b, co, oh, ow in _outputs_of(conv, op.x_exp.shape, co_range):
         c0 = (co // co_per_group) * cg
-        acc, regs, any_ovf = bias[co], {1: None, -1: None}, 0
+        acc, any_ovf = bias[co], 0
+        regs: dict[int, int | None] = {1: None, -1: None}  # None: empty
         w_exp, w_sign = op.w_exp[co].tolist(), op.w_sign[co].tolist()
         taps = [(c, kh, kw) for c in range(cg) for kh in range(kh_n) for kw in range(kw_n)]
         for k, (c, kh, kw) in enumerate(taps):
@@ -477,14 +654,27 @@ def _log_trace(dp: LogDatapath, layer: Conv2d | Linear, op: LogOperands,
             else:
                 row["ovf"] = 0
             if logacc:
-                row = {"s_pos": regs[1] or 0, "s_neg": regs[-1] or 0,
-                       "pos_full": int(regs[1] is not None), "neg_full": int(regs[-1] is not None)}  # fmt: skip
+                row = {
+                    "s_pos": regs[1] or 0,
+                    "s_neg": regs[-1] or 0,
+                    "pos_full": int(regs[1] is not None),
+                    "neg_full": int(regs[-1] is not None),
+                }
             else:
                 row["acc"] = acc
                 overflows += row["ovf"]
                 any_ovf |= row["ovf"]
-            t.row(first=int(k == 0), last=int(k == len(taps) - 1), bias=bias[co], xe=ex,
-                  xsign=sx, we=ew, wsign=sw, p=p, **row)  # fmt: skip
+            t.row(
+                first=int(k == 0),
+                last=int(k == len(taps) - 1),
+                bias=bias[co],
+                xe=ex,
+                xsign=sx,
+                we=ew,
+                wsign=sw,
+                p=p,
+                **row,
+            )
         if logacc:
             lin = {}
             for sign, s in regs.items():
@@ -506,8 +696,11 @@ def _log_trace(dp: LogDatapath, layer: Conv2d | Linear, op: LogOperands,
 
 def _layer_json(layer: Conv2d | Linear) -> dict[str, Any]:
     if isinstance(layer, Linear):
-        return {"type": "Linear", "in_features": layer.in_features,
-                "out_features": layer.out_features}  # fmt: skip
+        return {
+            "type": "Linear",
+            "in_features": layer.in_features,
+            "out_features": layer.out_features,
+        }
     return {
         "type": "Conv2d",
         "in_channels": layer.in_channels,
@@ -573,8 +766,9 @@ def make_vectors(
     co_n = conv.out_channels
     lo, hi = (0, co_n) if out_channels is None else out_channels
     if not (isinstance(lo, int) and isinstance(hi, int) and 0 <= lo < hi <= co_n):
-        raise ValueError(f"out_channels must be (start, stop) within [0, {co_n}], got "
-                         f"{out_channels!r}")  # fmt: skip
+        raise ValueError(
+            f"out_channels must be (start, stop) within [0, {co_n}], got {out_channels!r}"
+        )
     x_shape = ops.x_exp.shape if isinstance(ops, LogOperands) else ops.x_raw.shape
     ho, wo = conv.output_hw(x_shape[2], x_shape[3])
     kh, kw = conv.kernel_size
@@ -583,8 +777,10 @@ def make_vectors(
         per_out *= datapath.n_codebooks
     rows = x_shape[0] * (hi - lo) * ho * wo * per_out
     if rows > MAX_ROWS:
-        raise ValueError(f"the layer needs {rows} step rows, more than {MAX_ROWS}: export a "
-                         "tile (out_channels) or a smaller input")  # fmt: skip
+        raise ValueError(
+            f"the layer needs {rows} step rows, more than {MAX_ROWS}: export a "
+            "tile (out_channels) or a smaller input"
+        )
     if isinstance(datapath, ShiftAddDatapath):
         assert isinstance(ops, ShiftOperands)
         tables, params, finals, overflows = _shift_trace(datapath, layer, ops, lanes, range(lo, hi))
@@ -608,8 +804,11 @@ def make_vectors(
             f"vector trace counts {overflows} overflows, the functional model "
             f"{result.counts.overflows} (a bug)"
         )
-    order = {"shift_add": "b, co, oh, ow, then n, kh, kw", "mac": "b, co, oh, ow, then kh, kw",
-             "log": "b, co, oh, ow, then c, kh, kw"}[family]  # fmt: skip
+    order = {
+        "shift_add": "b, co, oh, ow, then n, kh, kw",
+        "mac": "b, co, oh, ow, then kh, kw",
+        "log": "b, co, oh, ow, then c, kh, kw",
+    }[family]
     n_rows = {name: len(rows_) for name, rows_ in tables.data.items()}
     table_rows: dict[str, int] = {}
     for fld in tables.fields.values():
@@ -627,8 +826,11 @@ def make_vectors(
         "tables": {
             "steps": {"rows": table_rows["steps"], "order": order},
             "outputs": {"rows": table_rows["outputs"], "order": "b, co, oh, ow"},
-            **({"shift_unit": {"rows": table_rows["shift_unit"], "order": "b, c, h, w"}}
-               if "shift_unit" in table_rows else {}),  # fmt: skip
+            **(
+                {"shift_unit": {"rows": table_rows["shift_unit"], "order": "b, c, h, w"}}
+                if "shift_unit" in table_rows
+                else {}
+            ),
         },
         "overflows": overflows,
         "fields": [fld.to_json() for fld in tables.fields.values()],
