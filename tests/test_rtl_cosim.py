@@ -48,7 +48,7 @@ def _layer(draw, lanes):
     if draw(st.integers(0, 4)) == 0:
         batch = draw(st.integers(1, 2))
         return Linear(draw(st.integers(1, lanes)), draw(st.integers(1, 3))), (batch,)
-    layer, shape = draw(layer_and_input_shape(max_channels=lanes, max_size=4, linear=False))
+    layer, shape = draw(layer_and_input_shape(max_channels=lanes, max_size=5, linear=False))
     return layer, shape
 
 

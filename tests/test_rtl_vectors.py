@@ -112,7 +112,7 @@ def _check_steps_end_in_outputs(vec):
 
 
 @settings(max_examples=min(60, settings.default.max_examples))
-@given(shift_cases(max_size=4, max_acc_bits=40))
+@given(shift_cases(max_size=5, max_acc_bits=40))
 def test_shift_vectors_match_golden(case):
     dp = case.datapath()
     vec = make_vectors(dp, case.layer, case.code(), case.x_raw, case.bias_raw)
@@ -196,7 +196,7 @@ def test_log_vectors_match_golden(case):
 
 
 @settings(max_examples=min(20, settings.default.max_examples))
-@given(shift_cases(max_channels=3, max_size=4))
+@given(shift_cases(max_channels=3, max_size=5))
 def test_hex_files_round_trip(tmp_path_factory, case):
     d = tmp_path_factory.mktemp("vec")
     lanes = case.layer.as_conv().channels_per_group + 1  # one spare lane, zero operands
