@@ -306,3 +306,20 @@ def test_cli_vectors_bad_input_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["vectors", "--datapath", "log", "--bits", "9", "--out", str(tmp_path)])
     assert "--bits" in capsys.readouterr().err
+
+
+@settings(max_examples=min(15, settings.default.max_examples))
+@given(shift_cases(max_channels=3, max_size=5, max_acc_bits=40))
+def test_one_step_row_per_compute_cycle_of_the_cycle_model(case):
+    # one accumulation unit whose tree takes all C/groups channels: the cycle model's compute
+    # cycles are the vectors' step rows, and both reproduce the same outputs
+    from shiftsim.hardware import Hardware
+
+    cg = case.layer.as_conv().channels_per_group
+    hw = Hardware.paper().replace(acc_units=1, tree_width=cg)
+    dp = case.datapath()
+    vec = make_vectors(dp, case.layer, case.code(), case.x_raw, case.bias_raw)
+    res = dp.run(case.layer, case.code(), case.x_raw, case.bias_raw, level="cycle", hardware=hw)
+    assert res.counts.compute_cycles == vec.manifest["tables"]["steps"]["rows"]
+    y = case.layer.as_conv().to_nchw(res.y_raw)
+    assert _steps(vec, "y") == np.asarray(y).reshape(-1).tolist()
