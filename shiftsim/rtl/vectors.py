@@ -823,6 +823,13 @@ def make_vectors(
         "output_shape": [x_shape[0], hi - lo, ho, wo],
         "rtl_top": {"shift_add": "shiftcnn_lane", "mac": "mac_lane", "log": "log_lane"}[family],
         "params": params,
+        "widths": (
+            shift_widths(params)
+            if family == "shift_add"
+            else mac_widths(params)
+            if family == "mac"
+            else {"P": params["EBITS"] + 1}
+        ),
         "tables": {
             "steps": {"rows": table_rows["steps"], "order": order},
             "outputs": {"rows": table_rows["outputs"], "order": "b, co, oh, ow"},
