@@ -169,14 +169,20 @@ def test_log_lane_passes_vectors(tmp_path_factory, accumulate, log_add, overflow
 
 
 def test_bench_reports_a_wrong_expected_value(tmp_path, rng):
-    # the comparison can fail: one corrupted accumulator value is one mismatch
+    # the comparison can fail: a copy with one corrupted accumulator value gives one mismatch,
+    # and every expected value of both copies is compared (one simulator run)
     dp = ShiftAddDatapath(n_codebooks=2, bits=3, acc_bits=10, overflow=Overflow.SAT)
     layer = Linear(3, 2)
     index = rng.integers(-3, 4, size=(2, 3, 2)).astype(np.int8)
     code = ShiftCode(index=index, scale=np.float64(1.0), n_codebooks=2, bits=3)
     x = rng.integers(0, 256, size=(2, 3))
-    manifest = write_vectors(tmp_path / "v", dp, layer, code, x)
-    good = run_cosim([tmp_path / "v"], tmp_path / "b1")
+    manifest = write_vectors(tmp_path / "good", dp, layer, code, x)
+    write_vectors(tmp_path / "bad", dp, layer, code, x)
+    acc_file = tmp_path / "bad" / "acc.hex"
+    lines = acc_file.read_text().splitlines()
+    lines[2] = f"{(int(lines[2], 16) + 1) % 1024:03x}"
+    acc_file.write_text("\n".join(lines) + "\n")
+    result = run_cosim([tmp_path / "good", tmp_path / "bad"], tmp_path / "build")
     n_steps = manifest["tables"]["steps"]["rows"]
     n_out = manifest["tables"]["outputs"]["rows"]
     per_step = sum(
@@ -184,12 +190,6 @@ def test_bench_reports_a_wrong_expected_value(tmp_path, rng):
     )
     per_out = sum(f["role"] == "final" for f in manifest["fields"])
     shift_rows = manifest["tables"]["shift_unit"]["rows"]
-    assert good["mismatches"] == 0
-    assert good["checks"] == n_steps * per_step + n_out * per_out + shift_rows
-    acc_file = tmp_path / "v" / "acc.hex"
-    lines = acc_file.read_text().splitlines()
-    lines[2] = f"{(int(lines[2], 16) + 1) % 1024:03x}"
-    acc_file.write_text("\n".join(lines) + "\n")
-    bad = run_cosim([tmp_path / "v"], tmp_path / "b2")
-    assert bad["mismatches"] == 1
-    assert "step 1 acc" in bad["first"][0]
+    assert result["checks"] == 2 * (n_steps * per_step + n_out * per_out + shift_rows)
+    assert result["mismatches"] == 1
+    assert result["first"][0].startswith("bad step 1 acc")
