@@ -323,3 +323,13 @@ def test_one_step_row_per_compute_cycle_of_the_cycle_model(case):
     assert res.counts.compute_cycles == vec.manifest["tables"]["steps"]["rows"]
     y = case.layer.as_conv().to_nchw(res.y_raw)
     assert _steps(vec, "y") == np.asarray(y).reshape(-1).tolist()
+
+
+def test_value_outside_its_field_is_refused(monkeypatch):
+    # a field too narrow for its values must not be packed (masked) silently
+    dp = ShiftAddDatapath(n_codebooks=1, bits=3)
+    code = _code(np.ones((1, 1, 1, 1, 1)), 1, 3)
+    monkeypatch.setattr(vectors_mod, "shift_widths", lambda p: {
+        "XW": 9, "RW": 9, "TW": 4, "TREEW": 4, "S": 2, "NBITS": 1})  # fmt: skip
+    with pytest.raises(RuntimeError, match="field term"):
+        make_vectors(dp, Conv2d(1, 1, 1), code, np.full((1, 1, 1, 1), 200))

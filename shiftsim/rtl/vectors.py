@@ -794,6 +794,13 @@ def make_vectors(
         tables, params, finals, overflows = _log_trace(datapath, layer, ops, range(lo, hi))
         family = "log"
 
+    # Every value must fit its field (nothing is silently masked when packed into hex words).
+    for fld in tables.fields.values():
+        v_min = -(1 << (fld.bits - 1)) if fld.signed else 0
+        v_max = (1 << (fld.bits - 1)) - 1 if fld.signed else (1 << fld.bits) - 1
+        for row in tables.data[fld.name]:
+            if len(row) != fld.lanes or not all(v_min <= v <= v_max for v in row):
+                raise RuntimeError(f"field {fld.name} holds {row}, outside {fld.bits} bits (a bug)")
     # The vectors must agree with shiftsim's functional model: check before writing anything.
     result = datapath.run(layer, code, x, bias_raw)
     y = np.asarray(result.y_raw).reshape(x_shape[0], co_n, ho, wo)[:, lo:hi]
