@@ -42,6 +42,7 @@ _TABLE_COLUMNS = [
     "selects",
     "adds",
     "multiplies",
+    "requant_mults",
     "exponent_adds",
     "overflows",
     "clipped",

@@ -148,10 +148,12 @@ class FixedMacDatapath(Datapath):
         result's scale; the bias becomes ``round(bias / scale)`` in the output format.
         """
         w_arr, x_arr, b_arr = float_operands(layer, w, x, bias)
-        w_arr = w_arr.astype(np.float64)
-        wmax = float(np.max(np.abs(w_arr))) if w_arr.size else 0.0
+        w_arr = w_arr.astype(np.float64, copy=False)
+        wmax = float(max(w_arr.max(), -w_arr.min())) if w_arr.size else 0.0  # max |w|, no copy
         scale = wmax if wmax > 0 else 1.0
         w_raw, n_w = self.weight.from_float_counted(w_arr / scale)
+        w_deq = self.weight.to_float(w_raw)
+        w_deq *= scale
         x_raw, n_x = self.act.from_float_counted(x_arr)
         bias_raw = None
         n_b = 0
@@ -160,7 +162,7 @@ class FixedMacDatapath(Datapath):
         return Prepared(
             code=MacCode(raw=w_raw, scale=scale),
             x_in=x_raw,
-            w_deq=self.weight.to_float(w_raw) * scale,
+            w_deq=w_deq,
             x_deq=self.act.to_float(x_raw),
             bias_raw=bias_raw,
             clipped=n_w + n_x + n_b,
