@@ -281,6 +281,10 @@ def _build_parser() -> _Parser:
         help="plot kind (default: line for sweeps, layers for simulate tables)",
     )
     p.add_argument("--plot", type=Path, metavar="OUT.png", help="write a figure")
+
+    from shiftsim.rtl.command import add_rtl_commands
+
+    add_rtl_commands(sub)  # vectors, synth
     return parser
 
 
@@ -800,7 +804,15 @@ _COMMANDS = {
     "sweep": _cmd_sweep,
     "verify": _cmd_verify,
     "report": _cmd_report,
+    "vectors": lambda args: _rtl_command("run_vectors", args),
+    "synth": lambda args: _rtl_command("run_synth", args),
 }
+
+
+def _rtl_command(name: str, args: argparse.Namespace) -> int:
+    from shiftsim.rtl import command
+
+    return int(getattr(command, name)(args))
 
 
 def _show_warning(
