@@ -415,90 +415,139 @@ def _cdiv(a: NDArray[np.int64] | int, b: int) -> NDArray[np.int64]:
 def hardware_counts(g: Geometry, p: HardwareDesc, hw: Hardware, pl: Plan) -> dict[str, int]:
     """Closed-form hardware counts of ``pl`` (every field of the cycle model's but arithmetic).
 
-    See the package docstring of :mod:`shiftsim.cycle` for the formulas.
+    See the package docstring of :mod:`shiftsim.cycle` for the formulas. Evaluated per chunk,
+    not per pass: a chunk's ``m`` passes are ``m - 1`` full input-channel tiles of ``tile_c``
+    channels and a last one of ``Cg - (m-1)*tile_c``, so every sum over passes is ``m - 1``
+    times the full pass's term plus the last pass's, and the pipelined schedule's
+    ``max(steps, next prep + previous store)`` takes one of four forms per chunk.
     """
-    tb = pl.table
-    n_e = len(tb["t"])
+    return dict(_hardware_counts(g, p, hw, pl.tile_co, pl.tile_c, pl.weights, pl.input_resident))
+
+
+@functools.lru_cache(maxsize=256)
+def _hardware_counts(
+    g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int, weights: int,
+    input_resident: bool,
+) -> tuple[tuple[str, int], ...]:  # fmt: skip
+    ch = _chunk_table(g, parallel_outputs(p, hw), tile_co)
+    n_c = len(ch["t"])
     batch = g.batch
-    line = pl.n_ctiles == 1
-    chans = tb["groups"] * tb["tcl"]
+    m = -(-g.cg // tile_c)
+    line = m == 1
+    full, last = min(tile_c, g.cg), g.cg - (m - 1) * tile_c
     k_taps = g.kh * g.kw
-    if line and pl.input_resident:
-        rows_in = np.zeros(n_e, np.int64)
-        rows_in[0] = int(tapped(g)[0].sum())
-        in_e = rows_in * (g.c * _tapped_cols(g) * p.act_bits)
-    elif line:
-        in_e = tb["new_rows"] * chans * (_tapped_cols(g) * p.act_bits)
-    else:
-        in_e = tb["box"] * chans * p.act_bits
-    shift_e = (tb["new_box"] if line else tb["box"]) * chans if p.has_shift_unit else 0 * chans
-    w_slice = tb["tcl"] * k_taps * p.weight_bits
-    first_pass = (tb["k"] == 0).astype(np.int64)
-    if pl.weights == WEIGHTS_SWEEP:
-        w_e = first_pass * tb["ct"] * w_slice
-    elif pl.weights == WEIGHTS_PASS:
-        w_e = tb["distinct_co"] * w_slice
-    else:
-        w_e = 0 * w_slice
-    last_ci = (tb["ci"] == pl.n_ctiles - 1).astype(np.int64)
-    out_e = last_ci * tb["length"] * p.acc_bits
-    steps_e = _steps(g, p, hw, tb["tcl"])
-    per_term = tb["tcl"] * k_taps * p.passes  # weights a unit takes in a pass
-    rf_fits = hw.weight_rf_entries >= tb["tcl"] * k_taps  # an entry holds a whole weight
-    hit = (tb["same_co"] == 1) & line & rf_fits
-    w_reads_e = np.where(hit, 0, tb["distinct_co"] * per_term * p.pass_weight_bits)
-    rf_use = tb["length"] * per_term * p.pass_weight_bits
-    rf_write_e = np.where(rf_fits & ~hit, rf_use, 0)
-    rf_read_e = np.where(rf_fits, rf_use, 0)
+    zero = np.zeros(n_c, np.int64)
+    first_pass = (ch["k"] == 0).astype(np.int64)
     word = p.words_per_input * p.word_bits if p.has_shift_unit else p.act_bits
-    reads_e = tb["reads"] * tb["tcl"] * p.passes * word
-    psum_bits = tb["length"] * (p.passes * k_taps * p.acc_bits)
-    if p.serial_lanes:
-        psum_w = psum_r = 0 * psum_bits
-    else:
-        psum_w = (1 - last_ci) * psum_bits
-        psum_r = (tb["ci"] > 0) * psum_bits
+    length_sum = int(ch["length"].sum())
+
+    def per_pass(tcl: int) -> dict[str, NDArray[np.int64]]:
+        """One pass of every chunk with ``tcl`` channels per group (element-level bits)."""
+        chans = ch["groups"] * tcl
+        if line and input_resident:
+            in_e = zero.copy()
+            in_e[0] = int(tapped(g)[0].sum()) * g.c * _tapped_cols(g) * p.act_bits
+        elif line:
+            in_e = ch["new_rows"] * chans * (_tapped_cols(g) * p.act_bits)
+        else:
+            in_e = ch["box"] * chans * p.act_bits
+        if p.has_shift_unit:
+            shift_e = (ch["new_box"] if line else ch["box"]) * chans
+        else:
+            shift_e = zero
+        w_slice = tcl * k_taps * p.weight_bits
+        if weights == WEIGHTS_SWEEP:
+            w_e = first_pass * ch["ct"] * w_slice
+        elif weights == WEIGHTS_PASS:
+            w_e = ch["distinct_co"] * w_slice
+        else:
+            w_e = zero
+        per_term = tcl * k_taps * p.passes
+        rf_fits = hw.weight_rf_entries >= tcl * k_taps
+        rf_use = ch["length"] * (per_term * p.pass_weight_bits)
+        if line and rf_fits:
+            w_reads = np.where(
+                ch["same_co"] == 1, 0, ch["distinct_co"] * (per_term * p.pass_weight_bits)
+            )
+            rf_write = np.where(ch["same_co"] == 1, 0, rf_use)
+        else:
+            w_reads = ch["distinct_co"] * (per_term * p.pass_weight_bits)
+            rf_write = rf_use if rf_fits else zero
+        rf_read = rf_use if rf_fits else zero
+        steps = tcl * k_taps if p.serial_lanes else p.passes * k_taps * -(-tcl // hw.tree_width)
+        return {
+            "in": in_e, "shift": shift_e, "w": w_e, "w_reads": w_reads, "rf_write": rf_write,
+            "rf_read": rf_read, "reads": ch["reads"] * (tcl * p.passes * word),
+            "steps": np.full(1, steps, np.int64),
+        }  # fmt: skip
+
+    lp = per_pass(last)
+    fp = per_pass(full) if m > 1 else lp
+    nf = m - 1
+
+    def total(key: str) -> int:
+        return nf * int(fp[key].sum()) + int(lp[key].sum())
 
     def whole(arr: NDArray[np.int64]) -> NDArray[np.int64]:
-        return np.tile(np.asarray(arr, dtype=np.int64), batch)
+        return np.tile(arr, batch)
 
-    in_b, w_b, out_b, sh_v = whole(in_e), whole(w_e), whole(out_e), whole(shift_e)
-    if pl.weights == WEIGHTS_RESIDENT:
-        w_b[0] = g.co * g.cg * k_taps * p.weight_bits
-    rd = _cdiv(in_b, 8) + _cdiv(w_b, 8)
-    wr = _cdiv(out_b, 8)
-    prep = _cdiv(rd, hw.dram_bytes_per_cycle) + _cdiv(sh_v, hw.shift_width)
-    store = _cdiv(wr, hw.dram_bytes_per_cycle)
-    steps = whole(steps_e)
-    compute = int(steps.sum())
+    out_e = ch["length"] * p.acc_bits
+    # DRAM bytes per pass of the whole batch (the first pass of all loads resident weights)
+    rd_f = whole(_cdiv(fp["in"], 8) + _cdiv(fp["w"], 8))
+    rd_l = whole(_cdiv(lp["in"], 8) + _cdiv(lp["w"], 8))
+    w_res = g.co * g.cg * k_taps * p.weight_bits if weights == WEIGHTS_RESIDENT else 0
+    wr = _cdiv(out_e, 8)
+    sh_f, sh_l = whole(fp["shift"]), whole(lp["shift"])
+    prep_f = _cdiv(rd_f, hw.dram_bytes_per_cycle) + _cdiv(sh_f, hw.shift_width)
+    prep_l = _cdiv(rd_l, hw.dram_bytes_per_cycle) + _cdiv(sh_l, hw.shift_width)
+    first_rd, first_prep, first_sh = (rd_f, prep_f, sh_f) if m > 1 else (rd_l, prep_l, sh_l)
+    rd0 = int(first_rd[0])
+    if weights == WEIGHTS_RESIDENT:  # the very first pass also loads every weight
+        rd0 = int(_cdiv((fp if m > 1 else lp)["in"][0], 8)) + int(_cdiv(w_res, 8))
+    prep0 = int(_cdiv(rd0, hw.dram_bytes_per_cycle)) + int(_cdiv(first_sh[0], hw.shift_width))
+    store = whole(_cdiv(wr, hw.dram_bytes_per_cycle))
+    s_f, s_l = int(fp["steps"][0]), int(lp["steps"][0])
+    n_chunks = n_c * batch
+    compute = n_chunks * (nf * s_f + s_l)
     if hw.pipelined:
-        nxt = np.concatenate((prep[1:], [0]))
-        before = np.concatenate(([0], store[:-1]))
-        cycles = int(prep[0]) + int(np.maximum(steps, nxt + before).sum()) + int(store[-1])
+        nxt = np.concatenate((first_prep[1:], [0]))  # the next chunk's first pass
+        before = np.concatenate(([0], store[:-1]))  # the previous chunk's store
+        if m == 1:
+            body = np.maximum(s_l, nxt + before)
+        else:
+            body = np.maximum(s_l, nxt)  # the last pass (a full pass's store is 0)
+            body = body + np.maximum(s_f, (prep_f if m > 2 else prep_l) + before)
+            if m > 2:
+                body = body + (m - 3) * np.maximum(s_f, prep_f) + np.maximum(s_f, prep_l)
+        cycles = prep0 + int(body.sum()) + int(store[-1])
     else:
-        cycles = int(prep.sum()) + compute + int(store.sum())
-    shift_inputs = int(sh_v.sum()) if p.has_shift_unit else 0
-    return {
+        preps = nf * int(prep_f.sum()) + int(prep_l.sum()) + prep0 - int(first_prep[0])
+        cycles = preps + compute + int(store.sum())
+    shift_inputs = int(nf * sh_f.sum() + sh_l.sum()) if p.has_shift_unit else 0
+    reads = total("reads")
+    psum = 0 if p.serial_lanes else nf * length_sum * (p.passes * k_taps * p.acc_bits)
+    out_bits = batch * length_sum * p.acc_bits
+    return tuple({
         "cycles": cycles,
         "compute_cycles": compute,
         "stall_cycles": cycles - compute,
-        "input_buffer_write_bits": int(in_b.sum()),
+        "input_buffer_write_bits": batch * total("in"),
         "input_buffer_read_bits": batch
-        * (int(shift_e.sum()) * p.act_bits if p.has_shift_unit else int(reads_e.sum())),
+        * (total("shift") * p.act_bits if p.has_shift_unit else reads),
         "shift_buffer_write_bits": shift_inputs * p.words_per_input * p.word_bits,
-        "shift_buffer_read_bits": batch * int(reads_e.sum()) if p.has_shift_unit else 0,
-        "weight_buffer_write_bits": int(w_b.sum()),
-        "weight_buffer_read_bits": batch * int(w_reads_e.sum()),
-        "weight_rf_write_bits": batch * int(rf_write_e.sum()),
-        "weight_rf_read_bits": batch * int(rf_read_e.sum()),
-        "psum_write_bits": batch * int(psum_w.sum()),
-        "psum_read_bits": batch * int(psum_r.sum()),
-        "output_buffer_write_bits": int(out_b.sum()),
-        "output_buffer_read_bits": int(out_b.sum()),
-        "dram_read_bytes": int(rd.sum()),
-        "dram_write_bytes": int(wr.sum()),
+        "shift_buffer_read_bits": batch * reads if p.has_shift_unit else 0,
+        "weight_buffer_write_bits": batch * total("w") + w_res,
+        "weight_buffer_read_bits": batch * total("w_reads"),
+        "weight_rf_write_bits": batch * total("rf_write"),
+        "weight_rf_read_bits": batch * total("rf_read"),
+        "psum_write_bits": batch * psum,
+        "psum_read_bits": batch * psum,
+        "output_buffer_write_bits": out_bits,
+        "output_buffer_read_bits": out_bits,
+        "dram_read_bytes": int(nf * rd_f.sum() + rd_l.sum()) + rd0 - int(first_rd[0]),
+        "dram_write_bytes": batch * int(wr.sum()),
         "shift_unit_inputs": shift_inputs,
-    }
+    }.items())  # fmt: skip
 
 
 def compulsory_dram_bytes(g: Geometry, p: HardwareDesc) -> int:
