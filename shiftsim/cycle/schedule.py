@@ -135,9 +135,21 @@ def tapped(g: Geometry) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
     return rows, cols
 
 
+@functools.lru_cache(maxsize=256)
+def _tapped_counts(g: Geometry) -> tuple[int, int]:
+    """How many input rows and columns some output reads."""
+    rows, cols = tapped(g)
+    return int(rows.sum()), int(cols.sum())
+
+
 def _tapped_cols(g: Geometry) -> int:
     """Columns some output reads: a line-buffer row holds these (padding is never stored)."""
-    return int(tapped(g)[1].sum())
+    return _tapped_counts(g)[1]
+
+
+def _tapped_rows(g: Geometry) -> int:
+    """Rows some output reads."""
+    return _tapped_counts(g)[0]
 
 
 def _count(cum: NDArray[np.int64], lo: NDArray[np.int64], hi: NDArray[np.int64]) -> NDArray:
@@ -233,6 +245,73 @@ def _chunk_table(g: Geometry, a_units: int, tile_co: int) -> dict[str, NDArray[n
     for v in out.values():
         v.flags.writeable = False
     return out
+
+
+#: A chunk sequence as segments: ``(chunks, n)`` is ``chunks`` repeated ``n`` times in a row.
+Segments = tuple[tuple[dict[str, NDArray[np.int64]], int], ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _tile_segment(g: Geometry, a_units: int, ct: int) -> dict[str, NDArray[np.int64]]:
+    """The chunks of one weight tile of ``ct`` channels, ungrouped (every tile alike)."""
+    c = _tile_chunks(g, a_units, ct)
+    keep = ("length", "rows", "new_rows", "box", "new_box", "distinct_co", "k", "same_co")
+    out = {k: c[k] for k in keep}
+    out["ct"] = np.full(len(c["first"]), ct, np.int64)
+    out["groups"] = np.ones(len(c["first"]), np.int64)
+    out["reads"] = c["real0"] + c["split"] * c["real1"] + c["real_inner"]
+    for v in out.values():
+        v.flags.writeable = False
+    return out
+
+
+def _segments(g: Geometry, a_units: int, tile_co: int) -> Segments:
+    """:func:`_chunk_table` as segments (ungrouped, every full weight tile is alike)."""
+    if g.groups != 1:
+        return ((_chunk_table(g, a_units, tile_co), 1),)
+    n_full, rest = divmod(g.co, tile_co)
+    segs = [
+        (_tile_segment(g, a_units, ct), n) for ct, n in ((tile_co, n_full), (rest, 1)) if ct and n
+    ]
+    return tuple(segs)
+
+
+def _seq_sum(segs: Segments, f: Callable[[dict[str, NDArray[np.int64]]], NDArray]) -> int:
+    """Sum over the chunk sequence of ``f(chunks)``."""
+    return sum(n * int(np.sum(f(d))) for d, n in segs)
+
+
+def _seq_max(segs: Segments, f: Callable[[dict[str, NDArray[np.int64]]], NDArray]) -> int:
+    """Maximum over the chunk sequence of ``f(chunks)``."""
+    return max(int(np.max(f(d))) for d, _ in segs)
+
+
+def _seq_max_next(
+    segs: Segments,
+    cur: Callable[[dict[str, NDArray[np.int64]]], NDArray[np.int64]],
+    new: Callable[[dict[str, NDArray[np.int64]]], NDArray[np.int64]],
+    first: Callable[[dict[str, NDArray[np.int64]]], NDArray[np.int64]],
+    more: bool,
+) -> int:
+    """Maximum over chunks of ``cur`` plus the next chunk's ``new`` (see :func:`_next`).
+
+    After the element's last chunk comes the next element's first chunk's ``first`` (when
+    there is one), else 0.
+    """
+    curs = [np.broadcast_to(cur(d), d["k"].shape) for d, _ in segs]
+    news = [np.broadcast_to(new(d), d["k"].shape) for d, _ in segs]
+    vals = []
+    for i, (n, c, nw) in enumerate(zip((n for _, n in segs), curs, news, strict=True)):
+        if len(c) > 1:
+            vals.append(int((c[:-1] + nw[1:]).max()))
+        if n > 1:
+            vals.append(int(c[-1] + nw[0]))
+        if i + 1 < len(segs):
+            vals.append(int(c[-1] + news[i + 1][0]))
+        else:
+            head = np.broadcast_to(first(segs[0][0]), segs[0][0]["k"].shape)[0]
+            vals.append(int(c[-1] + (head if more else 0)))
+    return max(vals)
 
 
 def pass_table(
@@ -344,7 +423,7 @@ def _weight_mode(g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int) -> in
 
 
 def _input_resident(g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int) -> bool:
-    rows = int(tapped(g)[0].sum())
+    rows = _tapped_rows(g)
     return bool(
         tile_c >= g.cg
         and g.groups == 1
@@ -370,26 +449,48 @@ def buffer_needs(
     Box mode: two consecutive passes' windows, their channels. Weights: all, two tiles, or
     two chunks' slices. Output: two chunks of results.
     """
-    ch = chunks
+    return _needs(g, p, hw, ((chunks, 1),), tile_c, weights, input_resident)
+
+
+def _needs(
+    g: Geometry,
+    p: HardwareDesc,
+    hw: Hardware,
+    segs: Segments,
+    tile_c: int,
+    weights: int,
+    input_resident: bool,
+) -> dict[str, int]:
+    """:func:`buffer_needs` of a chunk sequence given as segments."""
     m = -(-g.cg // tile_c)
     more = g.batch > 1
     word = p.words_per_input * p.word_bits
     if m == 1:
-        chans = ch["groups"] * g.cg
-        cur = ch["rows"] * chans
+        cg = g.cg
         if input_resident:
-            inp = 2 * int(tapped(g)[0].sum()) * g.c * _tapped_cols(g) * p.act_bits
+            inp = 2 * _tapped_rows(g) * g.c * _tapped_cols(g) * p.act_bits
         else:
-            inp = int((cur + _next(ch["new_rows"] * chans, cur, more)).max())
+
+            def rows(d: dict[str, NDArray[np.int64]]) -> NDArray[np.int64]:
+                return d["rows"] * d["groups"] * cg
+
+            inp = _seq_max_next(segs, rows, lambda d: d["new_rows"] * d["groups"] * cg, rows, more)
             inp *= _tapped_cols(g) * p.act_bits
-        cur_b = ch["box"] * chans
-        both = int((cur_b + _next(ch["new_box"] * chans, cur_b, more)).max())
+
+        def box(d: dict[str, NDArray[np.int64]]) -> NDArray[np.int64]:
+            return d["box"] * d["groups"] * cg
+
+        both = _seq_max_next(segs, box, lambda d: d["new_box"] * d["groups"] * cg, box, more)
         shift = both * word
     else:  # two consecutive passes: within a chunk, or a chunk's last and the next's first
         last = g.cg - (m - 1) * tile_c
-        vol = ch["box"] * ch["groups"]
-        inside = int(vol.max()) * (2 * tile_c if m > 2 else tile_c + last)
-        across = int((vol * last + _next(vol * tile_c, vol * tile_c, more)).max())
+        vmax = _seq_max(segs, lambda d: d["box"] * d["groups"])
+        inside = vmax * (2 * tile_c if m > 2 else tile_c + last)
+
+        def vol(d: dict[str, NDArray[np.int64]]) -> NDArray[np.int64]:
+            return d["box"] * d["groups"] * tile_c
+
+        across = _seq_max_next(segs, lambda d: d["box"] * d["groups"] * last, vol, vol, more)
         both = max(inside, across)
         inp = both * p.act_bits
         shift = both * word
@@ -397,9 +498,9 @@ def buffer_needs(
     if weights == WEIGHTS_RESIDENT:
         wgt = g.co * g.cg * k
     elif weights == WEIGHTS_SWEEP:
-        wgt = 2 * int(ch["ct"].max()) * g.cg * k
+        wgt = 2 * _seq_max(segs, lambda d: d["ct"]) * g.cg * k
     else:
-        wgt = 2 * int(ch["distinct_co"].max()) * min(tile_c, g.cg) * k
+        wgt = 2 * _seq_max(segs, lambda d: d["distinct_co"]) * min(tile_c, g.cg) * k
     return {
         "input_buffer_bytes": inp,
         "shift_buffer_bytes": shift if p.has_shift_unit else 0,
@@ -446,7 +547,7 @@ def _hardware_counts(
         chans = ch["groups"] * tcl
         if line and input_resident:
             in_e = zero.copy()
-            in_e[0] = int(tapped(g)[0].sum()) * g.c * _tapped_cols(g) * p.act_bits
+            in_e[0] = _tapped_rows(g) * g.c * _tapped_cols(g) * p.act_bits
         elif line:
             in_e = ch["new_rows"] * chans * (_tapped_cols(g) * p.act_bits)
         else:
@@ -561,31 +662,37 @@ def compulsory_dram_bytes(g: Geometry, p: HardwareDesc) -> int:
 
 def _dram_bytes(g: Geometry, p: HardwareDesc, pl: Plan) -> int:
     """DRAM bytes of ``pl`` summed per chunk (the closed form of :func:`hardware_counts`)."""
-    ch = pl.chunks
-    m = pl.n_ctiles
-    last = g.cg - (m - 1) * pl.tile_c
+    return _dram(g, p, ((pl.chunks, 1),), pl.tile_c, pl.weights, pl.input_resident)
+
+
+def _dram(
+    g: Geometry, p: HardwareDesc, segs: Segments, tile_c: int, weights: int, resident: bool
+) -> int:
+    """:func:`_dram_bytes` of a chunk sequence given as segments."""
+    m = -(-g.cg // tile_c)
+    last = g.cg - (m - 1) * tile_c
 
     def per_pass(bits_per_channel: NDArray[np.int64]) -> NDArray[np.int64]:
         """Bytes of the chunk's passes when a pass moves ``bits_per_channel * tcl`` bits."""
-        return (m - 1) * _cdiv(bits_per_channel * pl.tile_c, 8) + _cdiv(bits_per_channel * last, 8)
+        return (m - 1) * _cdiv(bits_per_channel * tile_c, 8) + _cdiv(bits_per_channel * last, 8)
 
     k = g.kh * g.kw * p.weight_bits
-    if m == 1 and pl.input_resident:
-        rows = int(tapped(g)[0].sum())
-        inp = np.zeros(1, np.int64) + _cdiv(rows * g.c * _tapped_cols(g) * p.act_bits, 8)
+    row_bits = g.cg * _tapped_cols(g) * p.act_bits
+    if m == 1 and resident:
+        inp = int(_cdiv(_tapped_rows(g) * g.c * _tapped_cols(g) * p.act_bits, 8))
     elif m == 1:
-        inp = _cdiv(ch["new_rows"] * ch["groups"] * g.cg * _tapped_cols(g) * p.act_bits, 8)
+        inp = _seq_sum(segs, lambda d: _cdiv(d["new_rows"] * d["groups"] * row_bits, 8))
     else:
-        inp = per_pass(ch["box"] * ch["groups"] * p.act_bits)
-    if pl.weights == WEIGHTS_SWEEP:
-        wgt = (ch["k"] == 0) * per_pass(ch["ct"] * k)
-    elif pl.weights == WEIGHTS_PASS:
-        wgt = per_pass(ch["distinct_co"] * k)
+        inp = _seq_sum(segs, lambda d: per_pass(d["box"] * d["groups"] * p.act_bits))
+    if weights == WEIGHTS_SWEEP:
+        wgt = _seq_sum(segs, lambda d: per_pass(d["ct"][d["k"] == 0] * k))
+    elif weights == WEIGHTS_PASS:
+        wgt = _seq_sum(segs, lambda d: per_pass(d["distinct_co"] * k))
     else:
-        wgt = np.zeros(1, np.int64)
-    out = _cdiv(ch["length"] * p.acc_bits, 8)
-    total = g.batch * int(inp.sum() + wgt.sum() + out.sum())
-    if pl.weights == WEIGHTS_RESIDENT:
+        wgt = 0
+    out = _seq_sum(segs, lambda d: _cdiv(d["length"] * p.acc_bits, 8))
+    total = g.batch * (inp + wgt + out)
+    if weights == WEIGHTS_RESIDENT:
         total += int(_cdiv(g.co * g.cg * k, 8))
     return total
 
@@ -610,15 +717,28 @@ def _mapping(
     g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int
 ) -> tuple[Plan, dict[str, int]]:
     """The plan of these tiles (weight placement and input residency chosen) and its needs."""
+    weights, resident, dataflow, needs = _choose(g, p, hw, tile_co, tile_c)
+    chunks = _chunk_table(g, parallel_outputs(p, hw), tile_co)
+    return Plan(tile_co, tile_c, weights, resident, dataflow, chunks, g.cg), needs
+
+
+def _choose(
+    g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int
+) -> tuple[int, bool, str, dict[str, int]]:
+    """Weight placement, input residency and dataflow of these tiles, and their needs."""
     a_units = parallel_outputs(p, hw)
-    chunks = _chunk_table(g, a_units, tile_co)
+    segs = _segments(g, a_units, tile_co)
     weights = _weight_mode(g, p, hw, tile_co)
     resident = _input_resident(g, p, hw, tile_co, tile_c)
     per_unit = g.cg * g.kh * g.kw
     ws = tile_c >= g.cg and a_units % tile_co == 0 and per_unit <= hw.weight_rf_entries
-    ws = ws and bool(chunks["same_co"].any())
-    pl = Plan(tile_co, tile_c, weights, resident, "ws" if ws else "os", chunks, g.cg)
-    return pl, buffer_needs(g, p, hw, chunks, tile_c, weights, resident)
+    ws = ws and any(bool(d["same_co"].any()) for d, _ in segs)
+    return (
+        weights,
+        resident,
+        "ws" if ws else "os",
+        _needs(g, p, hw, segs, tile_c, weights, resident),
+    )
 
 
 def _fits(needs: dict[str, int], hw: Hardware) -> bool:
@@ -632,9 +752,9 @@ def smallest_tile_needs(g: Geometry, p: HardwareDesc, hw: Hardware) -> dict[str,
     resident. A machine whose buffers hold these maps the layer (:func:`plan` refuses a
     machine only when no tile fits, naming the first buffer short of these).
     """
-    chunks = _chunk_table(g, parallel_outputs(p, hw), 1)
-    needs = buffer_needs(g, p, hw, chunks, 1, WEIGHTS_PASS, False)
-    resident = buffer_needs(g, p, hw, chunks, 1, WEIGHTS_RESIDENT, False)
+    segs = _segments(g, parallel_outputs(p, hw), 1)
+    needs = _needs(g, p, hw, segs, 1, WEIGHTS_PASS, False)
+    resident = _needs(g, p, hw, segs, 1, WEIGHTS_RESIDENT, False)
     key = "weight_buffer_bytes"
     needs[key] = min(needs[key], resident[key])
     return {name: -(-bits // 8) for name, bits in needs.items()}
@@ -665,18 +785,19 @@ def plan(
         reloaded every pass) does not fit: naming ``where``, the buffer and the bytes needed.
     """
     a_units = parallel_outputs(p, hw)
-    found: list[tuple[tuple[int, int], Plan]] = []
+    found: list[tuple[tuple[int, int], tuple[int, int, int, bool, str]]] = []
     floor = compulsory_dram_bytes(g, p)
     done = {"os": False, "ws": hw.dataflow == "os"}
     for tile_co in _candidates(g.co, a_units):
         for tile_c in _candidates(g.cg, hw.tree_width):
-            pl, needs = _mapping(g, p, hw, tile_co, tile_c)
+            weights, resident, dataflow, needs = _choose(g, p, hw, tile_co, tile_c)
             if _fits(needs, hw):
-                dram = _dram_bytes(g, p, pl)
-                found.append(((dram, -tile_co), pl))
+                segs = _segments(g, a_units, tile_co)
+                dram = _dram(g, p, segs, tile_c, weights, resident)
+                found.append(((dram, -tile_co), (tile_co, tile_c, weights, resident, dataflow)))
                 if dram == floor:  # nothing smaller can beat it (ties: the larger tile)
                     done["os"] = True
-                    done["ws"] = done["ws"] or pl.dataflow == "ws"
+                    done["ws"] = done["ws"] or dataflow == "ws"
                 break  # the largest fitting input-channel tile of this output tile
         if done["os"] and done["ws"]:
             break
@@ -690,16 +811,22 @@ def plan(
                     f" {need} bytes"
                 )
         raise AssertionError("no mapping fits, yet the smallest tile does")  # pragma: no cover
-    least = min(found, key=lambda kv: kv[0])[1]
-    ws = [kv for kv in found if kv[1].dataflow == "ws"]
+
+    def make(choice: tuple[int, int, int, bool, str]) -> Plan:
+        tile_co, tile_c, weights, resident, dataflow = choice
+        chunks = _chunk_table(g, a_units, tile_co)
+        return Plan(tile_co, tile_c, weights, resident, dataflow, chunks, g.cg)
+
+    least_key, least = min(found, key=lambda kv: kv[0])
+    ws = [kv for kv in found if kv[1][4] == "ws"]
     if hw.dataflow == "os" or not ws:
-        return least
-    best_ws = min(ws, key=lambda kv: kv[0])[1]
-    if hw.dataflow == "ws" or best_ws is least:
-        return best_ws
+        return make(least)
+    ws_key, best_ws = min(ws, key=lambda kv: kv[0])
+    if hw.dataflow == "ws" or ws_key == least_key:
+        return make(best_ws)
     if energy is None:
-        return least
-    return min((least, best_ws), key=energy)
+        return make(least)
+    return min((make(least), make(best_ws)), key=energy)
 
 
 def map_layer(
