@@ -6,7 +6,8 @@ the log datapath (log accumulation), after a warm-up (compilation excluded), bes
 ``--repeat`` runs; it also checks the cycle model against the analytic model (given the
 data) on every count but the overflows. Analytic model: every layer of ResNet-18 and
 GoogLeNet (``padding="same"``) on every preset, best of ``--repeat`` passes, in ms per
-layer (the mapping search included). Then the machine.
+layer (the mapping search included): cold (every cache emptied), in a sweep (a new machine
+each pass) and warm (the same machine again). Then the machine.
 
 Run::
 
@@ -24,6 +25,7 @@ import numba
 import numpy as np
 
 from shiftsim.cost import estimate
+from shiftsim.cycle.schedule import _clear_caches
 from shiftsim.datapath.log_domain import LogDatapath
 from shiftsim.datapath.mac import FixedMacDatapath
 from shiftsim.datapath.shift_add import ShiftAddDatapath
@@ -31,6 +33,13 @@ from shiftsim.hardware import Hardware
 from shiftsim.io.topology import read_topology
 from shiftsim.layers import Conv2d
 from shiftsim.quantize import LogCode, quantize_log, quantize_shiftcnn
+
+_BUFFERS = (
+    "input_buffer_bytes",
+    "shift_buffer_bytes",
+    "weight_buffer_bytes",
+    "output_buffer_bytes",
+)
 
 
 def best_time(fn, repeat: int) -> tuple[float, object]:
@@ -91,27 +100,45 @@ def bench_cycle(repeat: int) -> None:
 
 
 def bench_analytic(repeat: int) -> None:
+    """The analytic model's time per layer, three ways, on every preset.
+
+    ``cold``: every cache emptied before each pass over the network (a new network);
+    ``sweep``: a new machine for every pass (the preset with its four buffers scaled), the
+    layer geometry's tables cached, as in a sweep over hardware points;
+    ``warm``: the same machine again (the mapping search cached).
+    """
     rng = np.random.default_rng(0)
     for net in ("resnet18", "googlenet"):
         layers = read_topology(net, padding="same")
         codes = [quantize_shiftcnn(rng.normal(size=t.layer.weight_shape), 2, 4) for t in layers]
         for hw_name in ("paper", "edge", "tiny"):
-            hw = getattr(Hardware, hw_name)()
+            base = getattr(Hardware, hw_name)()
             dp = ShiftAddDatapath()
 
-            def run(layers=layers, codes=codes, hw=hw, dp=dp):
+            def run(hw, layers=layers, codes=codes, dp=dp):
                 return [
                     estimate(t.layer, dp, hw, code=c, input_shape=(1, t.layer.in_channels,
                                                                     *t.input_hw))
                     for t, c in zip(layers, codes)
                 ]  # fmt: skip
 
-            run()
-            t, counts = best_time(run, repeat)
+            def cold(base=base, run=run):
+                _clear_caches()
+                return run(base)
+
+            machines = iter(
+                base.replace(**{b: getattr(base, b) * (8 + i) // 8 for b in _BUFFERS})
+                for i in range(1, 1000)
+            )
+            t_cold, counts = best_time(cold, repeat)
+            t_sweep, _ = best_time(lambda run=run, machines=machines: run(next(machines)), repeat)
+            t_warm, _ = best_time(lambda run=run, base=base: run(base), repeat)
             total = sum(counts)
+            n = len(layers)
             print(
-                f"analytic model, {net} ({len(layers)} layers) on Hardware.{hw_name}: "
-                f"{t * 1e3:7.1f} ms ({t / len(layers) * 1e3:.2f} ms/layer, target <= 0.3); "
+                f"analytic model, {net} ({n} layers) on Hardware.{hw_name}: ms/layer "
+                f"cold {t_cold / n * 1e3:.3f}, sweep {t_sweep / n * 1e3:.3f}, "
+                f"warm {t_warm / n * 1e3:.3f} (target <= 0.3); "
                 f"{total.cycles:,d} cycles, {total.energy_pj * 1e-6:,.1f} uJ"
             )
 
@@ -119,8 +146,10 @@ def bench_analytic(repeat: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--analytic-only", action="store_true", help="skip the cycle model")
     args = parser.parse_args()
-    bench_cycle(args.repeat)
+    if not args.analytic_only:
+        bench_cycle(args.repeat)
     bench_analytic(args.repeat)
     print(
         f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs; "

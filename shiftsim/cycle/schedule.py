@@ -314,6 +314,12 @@ def _seq_max_next(
     return max(vals)
 
 
+def _clear_caches() -> None:
+    """Forget every cached table and count (benchmarks time the model cold with it)."""
+    for fn in (_tapped_counts, _chunk_table, _tile_segment, _hardware_counts, _map_layer_cached):
+        fn.cache_clear()
+
+
 def pass_table(
     g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int
 ) -> dict[str, NDArray[np.int64]]:
@@ -483,15 +489,12 @@ def _needs(
         both = _seq_max_next(segs, box, lambda d: d["new_box"] * d["groups"] * cg, box, more)
         shift = both * word
     else:  # two consecutive passes: within a chunk, or a chunk's last and the next's first
+        # Within a chunk: its largest window times two full tiles' channels (a full and the
+        # last when m = 2). Across chunks (the last tile's channels, then a full tile's) it
+        # is never more: each window is at most the largest and last <= tile_c.
         last = g.cg - (m - 1) * tile_c
         vmax = _seq_max(segs, lambda d: d["box"] * d["groups"])
-        inside = vmax * (2 * tile_c if m > 2 else tile_c + last)
-
-        def vol(d: dict[str, NDArray[np.int64]]) -> NDArray[np.int64]:
-            return d["box"] * d["groups"] * tile_c
-
-        across = _seq_max_next(segs, lambda d: d["box"] * d["groups"] * last, vol, vol, more)
-        both = max(inside, across)
+        both = vmax * (2 * tile_c if m > 2 else tile_c + last)
         inp = both * p.act_bits
         shift = both * word
     k = g.kh * g.kw * p.weight_bits
@@ -837,9 +840,24 @@ def map_layer(
     where: str = "this layer",
     table: EnergyTable | None = None,
 ) -> Plan:
-    """:func:`plan` with ``auto`` deciding by the storage energy of ``table`` (the default)."""
+    """:func:`plan` with ``auto`` deciding by the storage energy of ``table`` (the default).
 
+    Cached by ``(g, p, hw, where, table)`` (a table that cannot be hashed is not cached).
+    """
+    try:
+        hash(table)
+    except TypeError:
+        return _map_layer(g, p, hw, where, table)
+    return _map_layer_cached(g, p, hw, where, table)
+
+
+def _map_layer(
+    g: Geometry, p: HardwareDesc, hw: Hardware, where: str, table: EnergyTable | None
+) -> Plan:
     def energy(pl: Plan) -> float:
         return energy_pj(Counts(**hardware_counts(g, p, hw, pl)), p, hw, table)
 
     return plan(g, p, hw, where=where, energy=energy)
+
+
+_map_layer_cached = functools.lru_cache(maxsize=1024)(_map_layer)
