@@ -533,104 +533,122 @@ def _hardware_counts(
     g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int, weights: int,
     input_resident: bool,
 ) -> tuple[tuple[str, int], ...]:  # fmt: skip
-    ch = _chunk_table(g, parallel_outputs(p, hw), tile_co)
-    n_c = len(ch["t"])
-    batch = g.batch
     m = -(-g.cg // tile_c)
     line = m == 1
     full, last = min(tile_c, g.cg), g.cg - (m - 1) * tile_c
+    nf = m - 1
     k_taps = g.kh * g.kw
-    zero = np.zeros(n_c, np.int64)
-    first_pass = (ch["k"] == 0).astype(np.int64)
+    batch = g.batch
     word = p.words_per_input * p.word_bits if p.has_shift_unit else p.act_bits
-    length_sum = int(ch["length"].sum())
+    bw, sw = hw.dram_bytes_per_cycle, hw.shift_width
+    segs = list(_segments(g, parallel_outputs(p, hw), tile_co))
+    resident_in = line and input_resident
+    if resident_in:  # only the element's first chunk loads (every tapped row)
+        d0, n0 = segs[0]
+        head = {k: v[:1] for k, v in d0.items()}
+        rest = {k: v[1:] for k, v in d0.items()}
+        lead = [(head, 1)] + ([(rest, 1)] if len(rest["k"]) else [])
+        segs = lead + ([(d0, n0 - 1)] if n0 > 1 else []) + segs[1:]
+    in_all = _tapped_rows(g) * g.c * _tapped_cols(g) * p.act_bits
 
-    def per_pass(tcl: int) -> dict[str, NDArray[np.int64]]:
-        """One pass of every chunk with ``tcl`` channels per group (element-level bits)."""
-        chans = ch["groups"] * tcl
-        if line and input_resident:
-            in_e = zero.copy()
-            in_e[0] = _tapped_rows(g) * g.c * _tapped_cols(g) * p.act_bits
+    def per_pass(d: dict[str, NDArray[np.int64]], tcl: int, head: bool) -> dict[str, NDArray]:
+        """One pass of every chunk of ``d`` with ``tcl`` channels per group (bits)."""
+        zero = np.zeros(len(d["k"]), np.int64)
+        chans = d["groups"] * tcl
+        if resident_in:
+            in_e = zero + (in_all if head else 0)
         elif line:
-            in_e = ch["new_rows"] * chans * (_tapped_cols(g) * p.act_bits)
+            in_e = d["new_rows"] * chans * (_tapped_cols(g) * p.act_bits)
         else:
-            in_e = ch["box"] * chans * p.act_bits
+            in_e = d["box"] * chans * p.act_bits
         if p.has_shift_unit:
-            shift_e = (ch["new_box"] if line else ch["box"]) * chans
+            shift_e = (d["new_box"] if line else d["box"]) * chans
         else:
             shift_e = zero
         w_slice = tcl * k_taps * p.weight_bits
         if weights == WEIGHTS_SWEEP:
-            w_e = first_pass * ch["ct"] * w_slice
+            w_e = (d["k"] == 0) * d["ct"] * w_slice
         elif weights == WEIGHTS_PASS:
-            w_e = ch["distinct_co"] * w_slice
+            w_e = d["distinct_co"] * w_slice
         else:
             w_e = zero
-        per_term = tcl * k_taps * p.passes
+        per_term = tcl * k_taps * p.passes * p.pass_weight_bits
         rf_fits = hw.weight_rf_entries >= tcl * k_taps
-        rf_use = ch["length"] * (per_term * p.pass_weight_bits)
-        if line and rf_fits:
-            w_reads = np.where(
-                ch["same_co"] == 1, 0, ch["distinct_co"] * (per_term * p.pass_weight_bits)
-            )
-            rf_write = np.where(ch["same_co"] == 1, 0, rf_use)
-        else:
-            w_reads = ch["distinct_co"] * (per_term * p.pass_weight_bits)
-            rf_write = rf_use if rf_fits else zero
-        rf_read = rf_use if rf_fits else zero
-        steps = tcl * k_taps if p.serial_lanes else p.passes * k_taps * -(-tcl // hw.tree_width)
+        rf_use = d["length"] * per_term
+        w_reads = d["distinct_co"] * per_term
+        rf_write = rf_use if rf_fits else zero
+        if line and rf_fits:  # the unit keeps its weights from the previous chunk
+            w_reads = np.where(d["same_co"] == 1, 0, w_reads)
+            rf_write = np.where(d["same_co"] == 1, 0, rf_use)
+        rd = _cdiv(in_e, 8) + _cdiv(w_e, 8)
         return {
             "in": in_e, "shift": shift_e, "w": w_e, "w_reads": w_reads, "rf_write": rf_write,
-            "rf_read": rf_read, "reads": ch["reads"] * (tcl * p.passes * word),
-            "steps": np.full(1, steps, np.int64),
+            "rf_read": rf_use if rf_fits else zero, "reads": d["reads"] * (tcl * p.passes * word),
+            "rd": rd, "prep": _cdiv(rd, bw) + _cdiv(shift_e, sw),
         }  # fmt: skip
 
-    lp = per_pass(last)
-    fp = per_pass(full) if m > 1 else lp
-    nf = m - 1
+    parts = []
+    for i, (d, n) in enumerate(segs):
+        lp = per_pass(d, last, resident_in and i == 0)
+        fp = per_pass(d, full, resident_in and i == 0) if m > 1 else lp
+        store = _cdiv(_cdiv(d["length"] * p.acc_bits, 8), bw)
+        parts.append((d, n, fp, lp, store))
 
     def total(key: str) -> int:
-        return nf * int(fp[key].sum()) + int(lp[key].sum())
+        """Sum over the element's passes."""
+        return sum(n * (nf * int(fp[key].sum()) + int(lp[key].sum())) for _, n, fp, lp, _ in parts)
 
-    def whole(arr: NDArray[np.int64]) -> NDArray[np.int64]:
-        return np.tile(arr, batch)
-
-    out_e = ch["length"] * p.acc_bits
-    # DRAM bytes per pass of the whole batch (the first pass of all loads resident weights)
-    rd_f = whole(_cdiv(fp["in"], 8) + _cdiv(fp["w"], 8))
-    rd_l = whole(_cdiv(lp["in"], 8) + _cdiv(lp["w"], 8))
+    s_f, s_l = (
+        (full * k_taps, last * k_taps)
+        if p.serial_lanes
+        else (p.passes * k_taps * -(-full // hw.tree_width),
+              p.passes * k_taps * -(-last // hw.tree_width))
+    )  # fmt: skip
+    n_chunks = sum(n * len(d["k"]) for d, n, *_ in parts)
+    compute = batch * n_chunks * (nf * s_f + s_l)
+    first_fp = parts[0][2]
+    rd_first = int(first_fp["rd"][0])
+    rd0 = rd_first
     w_res = g.co * g.cg * k_taps * p.weight_bits if weights == WEIGHTS_RESIDENT else 0
-    wr = _cdiv(out_e, 8)
-    sh_f, sh_l = whole(fp["shift"]), whole(lp["shift"])
-    prep_f = _cdiv(rd_f, hw.dram_bytes_per_cycle) + _cdiv(sh_f, hw.shift_width)
-    prep_l = _cdiv(rd_l, hw.dram_bytes_per_cycle) + _cdiv(sh_l, hw.shift_width)
-    first_rd, first_prep, first_sh = (rd_f, prep_f, sh_f) if m > 1 else (rd_l, prep_l, sh_l)
-    rd0 = int(first_rd[0])
     if weights == WEIGHTS_RESIDENT:  # the very first pass also loads every weight
-        rd0 = int(_cdiv((fp if m > 1 else lp)["in"][0], 8)) + int(_cdiv(w_res, 8))
-    prep0 = int(_cdiv(rd0, hw.dram_bytes_per_cycle)) + int(_cdiv(first_sh[0], hw.shift_width))
-    store = whole(_cdiv(wr, hw.dram_bytes_per_cycle))
-    s_f, s_l = int(fp["steps"][0]), int(lp["steps"][0])
-    n_chunks = n_c * batch
-    compute = n_chunks * (nf * s_f + s_l)
+        rd0 = int(_cdiv(first_fp["in"][0], 8)) + int(_cdiv(w_res, 8))
+    prep0 = int(_cdiv(rd0, bw)) + int(_cdiv(first_fp["shift"][0], sw))
+    last_store = int(parts[-1][4][-1])
     if hw.pipelined:
-        nxt = np.concatenate((first_prep[1:], [0]))  # the next chunk's first pass
-        before = np.concatenate(([0], store[:-1]))  # the previous chunk's store
-        if m == 1:
-            body = np.maximum(s_l, nxt + before)
-        else:
-            body = np.maximum(s_l, nxt)  # the last pass (a full pass's store is 0)
-            body = body + np.maximum(s_f, (prep_f if m > 2 else prep_l) + before)
+
+        def body(fp: dict, lp: dict, store: NDArray, nxt_x: int, before_y: int) -> int:
+            """``sum max(steps, next prep + previous store)`` over one copy's passes."""
+            nxt = np.concatenate((fp["prep"][1:], [nxt_x]))  # the next chunk's first pass
+            before = np.concatenate(([before_y], store[:-1]))  # the previous chunk's store
+            if m == 1:
+                return int(np.maximum(s_l, nxt + before).sum())
+            out = np.maximum(s_l, nxt) + np.maximum(s_f, (fp if m > 2 else lp)["prep"] + before)
             if m > 2:
-                body = body + (m - 3) * np.maximum(s_f, prep_f) + np.maximum(s_f, prep_l)
-        cycles = prep0 + int(body.sum()) + int(store[-1])
+                out = out + (m - 3) * np.maximum(s_f, fp["prep"]) + np.maximum(s_f, lp["prep"])
+            return int(out.sum())
+
+        seq = parts * batch
+        acc = 0
+        for i, (_, n, fp, lp, store) in enumerate(seq):
+            nxt_x = int(seq[i + 1][2]["prep"][0]) if i + 1 < len(seq) else 0
+            before_y = int(seq[i - 1][4][-1]) if i > 0 else 0
+            own_x, own_y = int(fp["prep"][0]), int(store[-1])
+            if n == 1:
+                acc += body(fp, lp, store, nxt_x, before_y)
+            else:
+                acc += body(fp, lp, store, own_x, before_y) + body(fp, lp, store, nxt_x, own_y)
+                if n > 2:
+                    acc += (n - 2) * body(fp, lp, store, own_x, own_y)
+        cycles = prep0 + acc + last_store
     else:
-        preps = nf * int(prep_f.sum()) + int(prep_l.sum()) + prep0 - int(first_prep[0])
-        cycles = preps + compute + int(store.sum())
-    shift_inputs = int(nf * sh_f.sum() + sh_l.sum()) if p.has_shift_unit else 0
+        stores = sum(n * int(st.sum()) for _, n, _, _, st in parts)
+        cycles = batch * (total("prep") + stores) + prep0 - int(first_fp["prep"][0]) + compute
+    shift_inputs = batch * total("shift") if p.has_shift_unit else 0
     reads = total("reads")
+    length_sum = sum(n * int(d["length"].sum()) for d, n, *_ in parts)
     psum = 0 if p.serial_lanes else nf * length_sum * (p.passes * k_taps * p.acc_bits)
     out_bits = batch * length_sum * p.acc_bits
+    wr = sum(n * int(_cdiv(d["length"] * p.acc_bits, 8).sum()) for d, n, *_ in parts)
     return tuple({
         "cycles": cycles,
         "compute_cycles": compute,
@@ -648,8 +666,8 @@ def _hardware_counts(
         "psum_read_bits": batch * psum,
         "output_buffer_write_bits": out_bits,
         "output_buffer_read_bits": out_bits,
-        "dram_read_bytes": int(nf * rd_f.sum() + rd_l.sum()) + rd0 - int(first_rd[0]),
-        "dram_write_bytes": batch * int(wr.sum()),
+        "dram_read_bytes": batch * total("rd") + rd0 - rd_first,
+        "dram_write_bytes": batch * wr,
         "shift_unit_inputs": shift_inputs,
     }.items())  # fmt: skip
 
