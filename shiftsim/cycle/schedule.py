@@ -154,8 +154,9 @@ def _tapped_rows(g: Geometry) -> int:
 
 def _count(cum: NDArray[np.int64], lo: NDArray[np.int64], hi: NDArray[np.int64]) -> NDArray:
     """Tapped indices in ``[lo, hi]`` (0 when empty) from a prefix sum ``cum``."""
-    lo_c = np.clip(lo, 0, len(cum) - 1)
-    hi_c = np.clip(hi + 1, 0, len(cum) - 1)
+    top = len(cum) - 1
+    lo_c = np.minimum(np.maximum(lo, 0), top)
+    hi_c = np.minimum(np.maximum(hi + 1, 0), top)
     return np.where(hi >= lo, np.maximum(cum[hi_c] - cum[lo_c], 0), 0)
 
 
@@ -350,6 +351,69 @@ def _steps(g: Geometry, p: HardwareDesc, hw: Hardware, tcl: NDArray[np.int64]) -
     if p.serial_lanes:
         return tcl * (g.kh * g.kw)
     return p.passes * g.kh * g.kw * -(-tcl // hw.tree_width)
+
+
+class _LazyChunks(dict):  # type: ignore[type-arg]
+    """A :func:`_chunk_table`, built on first use (the analytic model never reads it)."""
+
+    def __init__(self, build: Callable[[], dict[str, NDArray[np.int64]]]) -> None:
+        super().__init__()
+        self._build: Callable[[], dict[str, NDArray[np.int64]]] | None = build
+
+    def _fill(self) -> None:
+        if self._build is not None:
+            build, self._build = self._build, None
+            self.update(build())
+
+    def __missing__(self, key: str) -> NDArray[np.int64]:
+        self._fill()
+        return dict.__getitem__(self, key)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        self._fill()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self._fill()
+        return dict.__len__(self)
+
+    def __contains__(self, key: object) -> bool:
+        self._fill()
+        return dict.__contains__(self, key)
+
+    def __eq__(self, other: object) -> bool:
+        self._fill()
+        return dict.__eq__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        self._fill()
+        return dict.__repr__(self)
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        self._fill()
+        return (dict, (dict(self.items()),))
+
+    def keys(self):  # type: ignore[no-untyped-def]
+        self._fill()
+        return dict.keys(self)
+
+    def values(self):  # type: ignore[no-untyped-def]
+        self._fill()
+        return dict.values(self)
+
+    def items(self):  # type: ignore[no-untyped-def]
+        self._fill()
+        return dict.items(self)
+
+    def get(self, key, default=None):  # type: ignore[no-untyped-def]
+        self._fill()
+        return dict.get(self, key, default)
+
+    def copy(self) -> dict[str, NDArray[np.int64]]:
+        self._fill()
+        return dict(dict.items(self))
 
 
 @dataclass(frozen=True)
@@ -835,7 +899,7 @@ def plan(
 
     def make(choice: tuple[int, int, int, bool, str]) -> Plan:
         tile_co, tile_c, weights, resident, dataflow = choice
-        chunks = _chunk_table(g, a_units, tile_co)
+        chunks = _LazyChunks(functools.partial(_chunk_table, g, a_units, tile_co))
         return Plan(tile_co, tile_c, weights, resident, dataflow, chunks, g.cg)
 
     least_key, least = min(found, key=lambda kv: kv[0])
