@@ -3,7 +3,12 @@
 The cycle-stepped model (:mod:`shiftsim.cycle.model`) and the analytic model
 (:mod:`shiftsim.cost`) both run the :class:`Plan` that :func:`plan` chooses; the stepped model
 then counts every event as it moves data, while :func:`hardware_counts` gives the same counts
-in closed form (vectorised over the passes), which is what makes their agreement a test.
+in closed form, which is what makes their agreement a test. For speed (a sweep evaluates
+thousands of machines) the closed forms never build the per-pass table: they run over the
+chunks of one weight tile at a time (every full tile of an ungrouped layer is alike, so a
+tile's sums count for all of them and only the tile boundaries are evaluated apart), and over
+a chunk's input-channel tiles as ``m - 1`` full tiles plus the last; tables, counts and
+mapping searches are cached per geometry, datapath description and machine.
 The formulas are in the package docstring of :mod:`shiftsim.cycle`.
 """
 
@@ -738,8 +743,7 @@ def _hardware_counts(
 
 def compulsory_dram_bytes(g: Geometry, p: HardwareDesc) -> int:
     """DRAM bytes if every input, weight and output moved once (the tapped inputs only)."""
-    trow, tcol = tapped(g)
-    inputs = g.batch * g.c * int(trow.sum()) * int(tcol.sum()) * p.act_bits
+    inputs = g.batch * g.c * _tapped_rows(g) * _tapped_cols(g) * p.act_bits
     weights = g.co * g.cg * g.kh * g.kw * p.weight_bits
     outputs = g.batch * g.outputs * p.acc_bits
     return -(-inputs // 8) + -(-weights // 8) + -(-outputs // 8)
