@@ -259,7 +259,27 @@ Segments = tuple[tuple[dict[str, NDArray[np.int64]], int], ...]
 
 @functools.lru_cache(maxsize=256)
 def _tile_segment(g: Geometry, a_units: int, ct: int) -> dict[str, NDArray[np.int64]]:
-    """The chunks of one weight tile of ``ct`` channels, ungrouped (every tile alike)."""
+    """The chunks of one weight tile of ``ct`` channels, ungrouped (every tile alike).
+
+    When ``ct = q*A`` (``q > 1``), the ``q`` chunks of an output position share its window:
+    they are the ``A``-channel tile's chunks each repeated ``q`` times, the copies after the
+    first loading nothing new.
+    """
+    q, r = divmod(ct, a_units)
+    if q > 1 and r == 0:
+        base = _tile_segment(g, a_units, a_units)
+        out = {k: np.repeat(base[k], q) for k in ("length", "rows", "box", "distinct_co", "reads")}
+        copy = np.tile(np.arange(q, dtype=np.int64), len(base["k"]))
+        for k in ("new_rows", "new_box"):
+            out[k] = np.where(copy == 0, np.repeat(base[k], q), 0)
+        n = len(copy)
+        out["k"] = np.arange(n, dtype=np.int64)
+        out["same_co"] = np.zeros(n, np.int64)
+        out["ct"] = np.full(n, ct, np.int64)
+        out["groups"] = np.ones(n, np.int64)
+        for v in out.values():
+            v.flags.writeable = False
+        return out
     c = _tile_chunks(g, a_units, ct)
     keep = ("length", "rows", "new_rows", "box", "new_box", "distinct_co", "k", "same_co")
     out = {k: c[k] for k in keep}
