@@ -530,6 +530,9 @@ def _read_input(path: Path, net: Any) -> Any:
         x = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise CliError(f"{path}: cannot read inputs: {exc}") from None
+    if not isinstance(x, np.ndarray):  # an .npz archive
+        x.close()
+        raise CliError(f"{path}: cannot read inputs: an .npz archive, expected one .npy array")
     if x.dtype.kind not in "fiu":
         raise CliError(f"{path}: inputs must be real numbers, got dtype {x.dtype}")
     if x.shape == net.input_shape:
@@ -538,7 +541,12 @@ def _read_input(path: Path, net: Any) -> Any:
         raise CliError(
             f"{path}: inputs must have shape (B, *{net.input_shape}), got {tuple(x.shape)}"
         )
-    return x.astype(np.float64)
+    x = x.astype(np.float64)
+    bad = np.argwhere(~np.isfinite(x))
+    if bad.size:
+        index = tuple(int(i) for i in bad[0])
+        raise CliError(f"{path}: inputs must be finite, got {x[index]} at index {index}")
+    return x
 
 
 # ------------------------------------------------------------------------ commands

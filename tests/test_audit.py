@@ -1,0 +1,45 @@
+"""Regressions found by the release audit: inputs nobody on the team wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shiftsim.cli import main
+from tests.test_readme_commands import _small_onnx
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    _small_onnx(tmp_path / "m.onnx")  # input (3, 8, 8)
+    return tmp_path
+
+
+def test_an_npz_given_as_input_is_a_one_line_error(capsys, files: Path) -> None:
+    with open(files / "in.npy", "wb") as f:  # an .npz archive under an .npy name
+        np.savez(f, x=np.zeros((1, 3, 8, 8)))
+    code, _out, err = run(
+        capsys, "simulate", "--onnx", str(files / "m.onnx"), "--input", str(files / "in.npy")
+    )
+    assert code == 2, err
+    assert "cannot read inputs" in err and str(files / "in.npy") in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_input_names_the_file(capsys, files: Path, bad: float) -> None:
+    x = np.zeros((2, 3, 8, 8))
+    x[1, 2, 3, 4] = bad
+    np.save(files / "in.npy", x)
+    code, _out, err = run(
+        capsys, "simulate", "--onnx", str(files / "m.onnx"), "--input", str(files / "in.npy")
+    )
+    assert code == 2, err
+    assert str(files / "in.npy") in err and "finite" in err and err.count("\n") == 1
