@@ -43,3 +43,16 @@ def test_a_non_finite_input_names_the_file(capsys, files: Path, bad: float) -> N
     )
     assert code == 2, err
     assert str(files / "in.npy") in err and "finite" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1.0, 1e200])
+def test_sqnr_does_not_depend_on_the_magnitude(scale: float) -> None:
+    from shiftsim.network.report import sqnr_db
+
+    ref = np.array([1.0, -2.0, 3.0, 0.5])
+    got = np.array([1.0, -2.0, 2.5, 0.5])
+    expected = 10 * np.log10(14.25 / 0.25)
+    with np.errstate(all="raise"):
+        assert sqnr_db(ref * scale, got * scale) == pytest.approx(expected, rel=1e-12)
+    assert sqnr_db(ref * scale, ref * scale) == np.inf
+    assert sqnr_db(ref * 0, got * scale) == -np.inf

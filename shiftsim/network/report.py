@@ -85,7 +85,14 @@ def _top1(out: NDArray[np.float64] | None, labels: ArrayLike) -> float:
 
 
 def sqnr_db(ref: NDArray[np.float64], got: NDArray[np.float64]) -> float:
-    """Signal-to-quantisation-noise ratio of ``got`` against ``ref``, in dB."""
+    """Signal-to-quantisation-noise ratio of ``got`` against ``ref``, in dB.
+
+    Both are divided by their largest magnitude first, so that the squares neither overflow
+    nor underflow whatever the scale of the values.
+    """
+    peak = float(max(np.max(np.abs(ref), initial=0.0), np.max(np.abs(got), initial=0.0)))
+    if peak > 0:
+        ref, got = ref / peak, got / peak
     noise = float(np.sum((ref - got) ** 2))
     sig = float(np.sum(ref**2))
     if noise == 0:
