@@ -56,3 +56,12 @@ def test_sqnr_does_not_depend_on_the_magnitude(scale: float) -> None:
         assert sqnr_db(ref * scale, got * scale) == pytest.approx(expected, rel=1e-12)
     assert sqnr_db(ref * scale, ref * scale) == np.inf
     assert sqnr_db(ref * 0, got * scale) == -np.inf
+
+
+def test_a_non_str_pattern_is_named_as_the_culprit() -> None:
+    from shiftsim import FixedMacDatapath
+    from shiftsim.models import digits_network
+
+    net = digits_network()
+    with pytest.raises(TypeError, match=r"pattern must be a str, got 3 \(int\)"):
+        net.run(np.zeros((1, *net.input_shape)), {3: FixedMacDatapath()})  # type: ignore[dict-item]

@@ -212,7 +212,12 @@ def resolve_datapaths(net: Network, datapath: DatapathMap) -> dict[str, Datapath
             f"Datapaths, got {type(datapath).__name__}"
         )
     for pattern, dp in datapath.items():
-        if not isinstance(pattern, str) or not isinstance(dp, Datapath):
+        if not isinstance(pattern, str):
+            raise TypeError(
+                f"datapath: a layer-name pattern must be a str, got {pattern!r} "
+                f"({type(pattern).__name__})"
+            )
+        if not isinstance(dp, Datapath):
             raise TypeError(
                 f"datapath[{pattern!r}] must map a str pattern to a Datapath, got "
                 f"{type(dp).__name__}"
