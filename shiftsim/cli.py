@@ -71,6 +71,10 @@ def _positive(text: str) -> int:
     return value
 
 
+_TRAINED = ("fmnist_vgg", "fmnist_resnet", "mnist_lenet")
+_TRAINED_IMAGES = 500
+
+
 def _add_source(p: argparse.ArgumentParser, required: bool = True) -> None:
     src = p.add_mutually_exclusive_group(required=required)
     src.add_argument(
@@ -80,7 +84,12 @@ def _add_source(p: argparse.ArgumentParser, required: bool = True) -> None:
         "yolo_tiny, or a CSV file",
     )
     src.add_argument("--onnx", metavar="FILE", type=Path, help="ONNX model")
-    src.add_argument("--model", choices=["digits"], help="built-in model")
+    src.add_argument(
+        "--model",
+        choices=["digits", *_TRAINED],
+        help="built-in model: the digits CNN, or a trained 28x28 CNN (Fashion-MNIST: "
+        "fmnist_vgg, fmnist_resnet; MNIST: mnist_lenet; needs the data set installed)",
+    )
     p.add_argument(
         "--weights",
         metavar="FILE.npz",
@@ -97,7 +106,8 @@ def _add_source(p: argparse.ArgumentParser, required: bool = True) -> None:
         "--images",
         type=_positive,
         default=None,
-        help="digits: simulate the first N test images (default all 360)",
+        help="built-in models: simulate the first N test images (default: all 360 of digits, "
+        f"{_TRAINED_IMAGES} of the others)",
     )
     p.add_argument("--batch", type=_positive, default=1, help="topology/ONNX: inputs per layer")
     p.add_argument(
@@ -268,6 +278,14 @@ def _source(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         if args.images is not None:
             x, y = x[: args.images], y[: args.images]
         return net, x, y
+    if args.model in _TRAINED:
+        from shiftsim.models.mnist_family import load_model, model_test_set
+
+        try:
+            data = model_test_set(args.model).head(args.images or _TRAINED_IMAGES)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        return load_model(args.model), data.images / 255.0, data.labels
     if args.onnx is not None:
         from shiftsim.io.onnx_io import read_onnx
 
