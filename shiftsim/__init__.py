@@ -10,7 +10,8 @@ from shiftsim.datapath.shift_add import ShiftAddDatapath
 from shiftsim.energy import EnergyTable, energy_breakdown, energy_pj
 from shiftsim.formats import FixedFormat, LogFormat, Overflow, Rounding
 from shiftsim.hardware import Hardware
-from shiftsim.io import TopologyLayer, read_onnx, read_topology
+from shiftsim.io import TopologyLayer, read_topology
+from shiftsim.io.onnx_io import read_onnx
 from shiftsim.layers import Conv2d, Linear
 from shiftsim.models import digits_network, digits_test_split
 from shiftsim.network import Network, NetworkResult, Node, Requant

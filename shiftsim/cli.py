@@ -491,11 +491,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     xin = np.maximum(rng.standard_normal(shape) * act.max_raw * act.lsb / 4, 0.0)
     levels = ["functional", "golden"] + (["cycle"] if args.cycle else [])
-    gain = weight_gain(dp, node.weight)
+    weight = node.conv_weight  # what the datapath runs (a ConvTranspose's equivalent conv)
+    gain = weight_gain(dp, weight)
     bias = None if node.bias is None else node.bias * gain
-    sims = {
-        lv: simulate(node.layer, node.weight * gain, xin, dp, bias=bias, level=lv) for lv in levels
-    }
+    sims = {lv: simulate(node.layer, weight * gain, xin, dp, bias=bias, level=lv) for lv in levels}
     base = sims["functional"].result
     print(f"layer {node.name}: {node.layer!r}, input {tuple(shape)}, {dp!r}")
     ok = True

@@ -339,7 +339,7 @@ class LayerTarget:
             "macs": self.layer.macs(np.shape(self.x)),
         }
         out.update(_counts_dict(counts))
-        out["clipped"] = prep.overflows
+        out["clipped"] = prep.clipped
         out["time_s"] = time.perf_counter() - t0
         return out
 

@@ -300,3 +300,16 @@ def pool_params(draw, max_size=7):
         "ceil_mode": draw(_st.booleans()),
         "count_include_pad": draw(_st.booleans()),
     }
+
+
+def int_op(node, raw):
+    """An exact integer operator (pooling, shapes) on raw values: its ``run_int`` output."""
+    import numpy as np
+
+    from shiftsim.formats import FixedFormat
+    from shiftsim.network import Act
+
+    step = node.run_int(
+        [Act(np.asarray(raw, np.int64), FixedFormat(40, 0, signed=True), 1.0)], None
+    )
+    return step.act.raw

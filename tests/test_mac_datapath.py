@@ -127,7 +127,7 @@ def test_prepare_and_simulate(rng):
     assert prep.code.scale == wmax
     np.testing.assert_array_equal(prep.code.raw, np.clip(np.floor(w / wmax * 128 + 0.5), -128, 127))
     # saturated: x above 255.5, and w == wmax (1.0 -> 128 > 127; -wmax -> -128 fits)
-    assert prep.overflows == np.count_nonzero(np.floor(x + 0.5) > 255) + np.count_nonzero(w == wmax)
+    assert prep.clipped == np.count_nonzero(np.floor(x + 0.5) > 255) + np.count_nonzero(w == wmax)
     sim = simulate(layer, w, x, dp, bias=bias)
     # no overflow: the arithmetic is exact; only the float64 reference rounds (wmax scale)
     assert sim.stats.max_abs_error_lsb < 1e-6

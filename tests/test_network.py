@@ -16,11 +16,11 @@ from shiftsim.network import (
     Network,
     Node,
     Requant,
-    _int_op,
-    _rescale,
     conv_float,
     fixed_multiplier,
 )
+from shiftsim.network.requant import rescale as _rescale
+from tests.strategies import int_op as _int_op
 
 
 # ---------------------------------------------------------------- requantisation arithmetic
@@ -307,7 +307,7 @@ def test_bad_networks_and_inputs(rng: np.random.Generator, tmp_path) -> None:
     conv = Conv2d(1, 1, 1)
     ok = dict(name="c", op="conv", layer=conv, weight=np.ones((1, 1, 1, 1)))
     with pytest.raises(ValueError, match="op must be one of"):
-        Node(name="x", op="softmax")
+        Node(name="x", op="frobnicate")
     with pytest.raises(ValueError, match=r"c\.weight must have shape"):
         Node(**{**ok, "weight": np.ones((2, 1, 1, 1))})
     with pytest.raises(ValueError, match="add takes 2 inputs"):

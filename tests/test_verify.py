@@ -132,13 +132,13 @@ def test_simulate_counts_clipped_bias():
     dp = ShiftAddDatapath(acc_bits=8)
     sim = simulate(Linear(1, 1), [[1.0]], [[0.0]], dp, bias=[1000.0])
     assert sim.prepared.bias_raw.tolist() == [127]
-    assert sim.prepared.overflows == 1
+    assert sim.prepared.clipped == 1
 
 
 def test_simulate_counts_clipped_activations():
     dp = ShiftAddDatapath(act=FixedFormat(4, 0, signed=False))
     sim = simulate(Linear(3, 1), [[1.0, 1.0, 1.0]], [[20.0, 3.0, -2.0]], dp)
-    assert sim.prepared.overflows == 2  # 20 -> 15, -2 -> 0
+    assert sim.prepared.clipped == 2  # 20 -> 15, -2 -> 0
     np.testing.assert_array_equal(sim.prepared.x_deq, [[15.0, 3.0, 0.0]])
     np.testing.assert_array_equal(sim.result.y_raw, [[18]])
 

@@ -85,8 +85,10 @@ class Prepared:
         The values the codes represent, in the layer's weight and input shapes.
     bias_raw : ndarray of int64 or None
         Bias in accumulator units.
-    overflows : int
-        Values that overflow changed while quantizing (activations clipped by their format).
+    clipped : int
+        Values clipped while quantizing (to the weight, activation or bias format). Not
+        to be confused with ``Counts.overflows``, the accumulator updates that wrapped or
+        saturated.
     """
 
     code: Any
@@ -94,7 +96,7 @@ class Prepared:
     w_deq: NDArray[np.float64]
     x_deq: NDArray[np.float64]
     bias_raw: NDArray[np.int64] | None = None
-    overflows: int = 0
+    clipped: int = 0
 
 
 class Datapath(abc.ABC):

@@ -250,25 +250,25 @@ class LogDatapath(Datapath):
         """Quantize float weights and activations with :func:`~shiftsim.quantize.quantize_log`.
 
         No scale is applied: the formats' ``fsr`` places the codes (``LayerResult.scale`` is
-        1). The bias is rounded to the output format. ``Prepared.overflows`` counts the values
+        1). The bias is rounded to the output format. ``Prepared.clipped`` counts the values
         clipped to the largest code (at or above the rounding boundary above it).
         """
         w_arr, x_arr, b_arr = float_operands(layer, w, x, bias)
         w_code = quantize_log(w_arr, self.weight.bits, self.weight.fsr, self.weight.base,
                               self.weight.signed)  # fmt: skip
         x_code = quantize_log(x_arr, self.act.bits, self.act.fsr, self.act.base, self.act.signed)
-        overflows = _clipped(w_arr, self.weight) + _clipped(x_arr, self.act)
+        clipped = _clipped(w_arr, self.weight) + _clipped(x_arr, self.act)
         bias_raw = None
         if b_arr is not None:
             bias_raw, n_over = self.out_format.from_float_counted(b_arr)
-            overflows += n_over
+            clipped += n_over
         return Prepared(
             code=w_code,
             x_in=x_code,
             w_deq=w_code.to_float(),
             x_deq=x_code.to_float(),
             bias_raw=bias_raw,
-            overflows=overflows,
+            clipped=clipped,
         )
 
     # -- validation ---------------------------------------------------------------------------

@@ -137,7 +137,7 @@ class FixedMacDatapath(Datapath):
     ) -> Prepared:
         """Quantize float operands: ``w / max|w|`` to ``weight``, ``x`` to ``act``.
 
-        Both round to nearest (half up) and saturate; ``Prepared.overflows`` counts the
+        Both round to nearest (half up) and saturate; ``Prepared.clipped`` counts the
         saturated values. The weight scale ``max |w|`` (1 for all-zero weights) becomes the
         result's scale; the bias becomes ``round(bias / scale)`` in the output format.
         """
@@ -157,7 +157,7 @@ class FixedMacDatapath(Datapath):
             w_deq=self.weight.to_float(w_raw) * scale,
             x_deq=self.act.to_float(x_raw),
             bias_raw=bias_raw,
-            overflows=n_w + n_x + n_b,
+            clipped=n_w + n_x + n_b,
         )
 
     def check(

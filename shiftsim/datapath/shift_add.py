@@ -203,7 +203,7 @@ class ShiftAddDatapath(Datapath):
         The weights get one scale ``wmax`` per tensor (or per output channel with
         ``weight_axis=0``); activations are rounded to nearest and saturated to ``act``,
         and the bias becomes accumulator units ``round(bias / (wmax * 2**-(fa+f)))``,
-        saturated to ``acc_bits``; ``Prepared.overflows`` counts the values clipped.
+        saturated to ``acc_bits``; ``Prepared.clipped`` counts the values clipped.
         """
         if not isinstance(layer, (Conv2d, Linear)):
             raise TypeError(f"layer must be a Conv2d or Linear, got {type(layer).__name__}")
@@ -229,7 +229,7 @@ class ShiftAddDatapath(Datapath):
             bias_raw, bias_clipped = acc.from_float_counted(b_arr / lsb)
             clipped += bias_clipped
         return Prepared(
-            code=code, x_in=x_raw, w_deq=w_deq, x_deq=x_deq, bias_raw=bias_raw, overflows=clipped
+            code=code, x_in=x_raw, w_deq=w_deq, x_deq=x_deq, bias_raw=bias_raw, clipped=clipped
         )
 
     # ------------------------------------------------------------------ validation

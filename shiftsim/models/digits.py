@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from shiftsim.layers import Conv2d, Linear
 from shiftsim.network import Network, Node
+from shiftsim.network.ops import Conv, Flatten, MaxPool, Relu
 
 __all__ = [
     "N_TEST",
@@ -52,9 +53,8 @@ def digits_nodes(params: dict[str, NDArray[np.float64]]) -> list[Node]:
     """The network's nodes with the given ``NAME.weight`` / ``NAME.bias`` arrays."""
 
     def conv(name: str) -> Node:
-        return Node(
+        return Conv(
             name=name,
-            op="conv",
             layer=LAYERS[name],
             weight=params[f"{name}.weight"],
             bias=params[f"{name}.bias"],
@@ -62,12 +62,12 @@ def digits_nodes(params: dict[str, NDArray[np.float64]]) -> list[Node]:
 
     return [
         conv("conv1"),
-        Node(name="relu1", op="relu"),
-        Node(name="pool1", op="maxpool", kernel_size=(2, 2)),
+        Relu(name="relu1"),
+        MaxPool(name="pool1", kernel_size=(2, 2)),
         conv("conv2"),
-        Node(name="relu2", op="relu"),
-        Node(name="pool2", op="maxpool", kernel_size=(2, 2)),
-        Node(name="flatten", op="flatten"),
+        Relu(name="relu2"),
+        MaxPool(name="pool2", kernel_size=(2, 2)),
+        Flatten(name="flatten"),
         conv("fc"),
     ]
 
