@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -42,6 +43,8 @@ _TABLE_COLUMNS = [
     "exponent_adds",
     "overflows",
     "clipped",
+    "overflow_rate",
+    "clip_rate",
     "cycles",
     "energy_pj",
     "sqnr_db",
@@ -141,6 +144,13 @@ def _add_datapath(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--power-of-two", action="store_true", help="requantise between layers by shifts only"
+    )
+    g.add_argument(
+        "--scaling",
+        choices=["calibrated", "fixed"],
+        default="calibrated",
+        help="activation scales: calibrated (each tensor's peak at the top of its format) or "
+        "fixed at 1 (the format's full-scale range, e.g. a log fsr, decides what clips)",
     )
 
 
@@ -372,14 +382,22 @@ def _read_grid_file(path: Path) -> dict[str, list[Any]]:
 # ------------------------------------------------------------------------ commands
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from shiftsim.network import Requant
+    from shiftsim.network.report import RangeWarning
 
     net, x, y = _source(args)
     dp = _datapath(args)
     hw = _hardware(args)
     if x is not None:
-        res = net.run(
-            x, dp, level=args.level, hardware=hw, requant=Requant(power_of_two=args.power_of_two)
-        )
+        with warnings.catch_warnings():  # printed below, after the table
+            warnings.simplefilter("ignore", RangeWarning)
+            res = net.run(
+                x,
+                dp,
+                level=args.level,
+                hardware=hw,
+                requant=Requant(power_of_two=args.power_of_two),
+                scaling=args.scaling,
+            )
     else:
         res = net.run_layers(
             dp,
@@ -402,6 +420,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             f"top-1: {res.top1(y):.4f} (float {res.float_top1(y):.4f}, "
             f"agreement {res.agreement():.4f}) on {len(y)} test images"
         )
+    for line in res.warnings():
+        print(line, file=sys.stderr)
     for path, kind in ((args.csv, "csv"), (args.json, "json")):
         if path is not None:
             try:

@@ -11,6 +11,7 @@ are reported; :meth:`Evaluation.warnings` names every layer whose rate passes a 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,14 +22,12 @@ from shiftsim.counts import Counts
 from shiftsim.datapath.base import Datapath
 from shiftsim.datasets import ImageSet, batches
 from shiftsim.network import Network, Requant
+from shiftsim.network.report import WARN_RATE, RangeWarning, range_warnings
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["WARN_RATE", "Evaluation", "calibration_images", "evaluate"]
-
-WARN_RATE = 1e-3
-"""Default overflow / clipping rate above which :meth:`Evaluation.warnings` names a layer."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,18 +91,7 @@ class Evaluation:
 
     def warnings(self, threshold: float = WARN_RATE) -> list[str]:
         """One line per layer whose overflow or clipping rate exceeds ``threshold``."""
-        out = []
-        for row in self.layers.itertuples():
-            for what, rate, n in (
-                ("accumulator overflows", row.overflow_rate, row.overflows),
-                ("clipped activations", row.clip_rate, row.clipped),
-            ):
-                if rate > threshold:
-                    out.append(
-                        f"WARNING: layer {row.layer}: {100 * rate:.2f}% {what} ({n:,}); "
-                        "widen the accumulator or change the format"
-                    )
-        return out
+        return range_warnings(self.layers, threshold)
 
 
 def calibration_images(data: ImageSet, n: int = 256, seed: int = 0) -> NDArray[np.float64]:
@@ -128,6 +116,7 @@ def evaluate(
     requant: Requant = Requant(),  # noqa: B008 (frozen, immutable)
     hardware: Any = None,
     level: str = "functional",
+    scaling: str = "calibrated",
 ) -> Evaluation:
     """Run ``network`` on every image of ``data`` on ``datapath``, ``batch_size`` at a time.
 
@@ -143,8 +132,9 @@ def evaluate(
         Inputs that fix the activation scales of every batch.
     batch_size : int, default 250
         Images per :meth:`Network.run` call: memory stays bounded by one batch.
-    requant, hardware, level
-        As for :meth:`Network.run`.
+    requant, hardware, level, scaling
+        As for :meth:`Network.run` (its per-batch :class:`RangeWarning` is replaced by
+        :meth:`Evaluation.warnings` over the whole set).
 
     Returns
     -------
@@ -158,9 +148,17 @@ def evaluate(
     seconds = 0.0
     for x, y in batches(data, batch_size):
         t0 = time.perf_counter()
-        res = network.run(
-            x, datapath, calibration=calibration, requant=requant, hardware=hardware, level=level
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RangeWarning)
+            res = network.run(
+                x,
+                datapath,
+                calibration=calibration,
+                requant=requant,
+                hardware=hardware,
+                level=level,
+                scaling=scaling,
+            )
         seconds += time.perf_counter() - t0
         assert res.output is not None and res.float_output is not None
         got = res.output.reshape(len(y), -1).argmax(axis=1)
