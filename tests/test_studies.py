@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from shiftsim import FixedFormat, ShiftAddDatapath
+from shiftsim import FixedFormat, LogFormat, ShiftAddDatapath
 from shiftsim.datapath.log_domain import LogDatapath
 from shiftsim.datapath.mac import FixedMacDatapath
 from shiftsim.datasets import ImageSet, load_fashion_mnist, load_mnist
@@ -115,17 +115,22 @@ def test_pivot_markdown() -> None:
 
 def test_study_configs() -> None:
     w = miy.weight_base_configs((3, 5))
-    assert sorted(w, key=str) == sorted([(2, 3), (2, 5), ("sqrt2", 3), ("sqrt2", 5)], key=str)
-    assert w[("sqrt2", 5)].weight.base == "sqrt2" and w[(2, 3)].weight.bits == 3  # type: ignore[attr-defined]
+    assert len(w) == 8 and w[("all", "sqrt2", 5)].weight.base == "sqrt2"  # type: ignore[union-attr]
+    conv_only = w[("conv", 2, 3)]
+    assert isinstance(conv_only, dict) and conv_only["fc*"] is miy.MAC8
+    assert conv_only["*"].weight == LogFormat(3, 0)  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="scopes must hold"):
+        miy.weight_base_configs((3,), ("fc",))
     acc = miy.accumulation_configs((4, 10))
     assert [k[:2] for k in acc] == [("linear", "-")] + [("log", "floor")] * 2 + [
         ("log", "mitchell")
     ] * 2
     act = miy.activation_configs((3,), (6, 7))
-    assert isinstance(act[("linear", 3, "-")], FixedMacDatapath)
+    lin6 = act[("linear", 3, 6)]
+    assert isinstance(lin6, FixedMacDatapath)
+    assert lin6.act == FixedFormat(3, -3, signed=False)  # top value 2**6 - 2**3: fsr 6
     log7 = act[("log", 3, 7)]
-    assert isinstance(log7, LogDatapath) and log7.act.fsr == 7 and log7.act.bits == 3
-    assert act[("linear", 3, "-")].act == FixedFormat(3, 0, signed=False)  # type: ignore[attr-defined]
+    assert isinstance(log7, LogDatapath) and log7.act == LogFormat(3, 7, signed=False)
 
 
 def _require(loader):  # type: ignore[no-untyped-def]

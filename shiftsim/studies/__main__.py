@@ -79,12 +79,15 @@ def _miyashita(args: argparse.Namespace) -> None:
     if "weights" in args.parts:
         f = m.datapath_study(
             m.weight_base_configs(args.bits),
-            ("base", "bits"),
+            ("scope", "base", "bits"),
             args.models,
             images=args.images,
             batch_size=args.batch,
         )
-        parts.append(("weights: top-1 (%) by base and exponent bits", f, "base", "bits"))
+        f["weights"] = f["scope"] + " base " + f["base"].astype(str)
+        parts.append(
+            ("weights: top-1 (%) by layers quantised, base and bits", f, "weights", "bits")
+        )
     if "accumulation" in args.parts:
         f = m.datapath_study(
             m.accumulation_configs(),
@@ -102,9 +105,10 @@ def _miyashita(args: argparse.Namespace) -> None:
             args.models,
             images=args.images,
             batch_size=args.batch,
+            scaling="fixed",
         )
-        f["setting"] = f["kind"] + " fsr " + f["fsr"].astype(str)
-        parts.append(("activations: top-1 (%) by bits", f, "setting", "bits"))
+        f["setting"] = f["kind"] + " " + f["bits"].astype(str) + " bits"
+        parts.append(("activations: top-1 (%) by fsr (fixed scaling)", f, "setting", "fsr"))
     from shiftsim.studies.shiftcnn import pivot_markdown
 
     for title, frame, row, col in parts:
@@ -160,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     m = sub.add_parser("miyashita", parents=[common], help="log-domain tables")
     m.add_argument("--parts", default="weights,accumulation,activations")
     m.add_argument("--bits", type=_ints, default=[3, 4, 5])
-    m.add_argument("--fsrs", type=_ints, default=[5, 6, 7, 8])
+    m.add_argument("--fsrs", type=_ints, default=[3, 4, 5, 6])
     w = sub.add_parser("weights", help="EfficientNet-Lite0 per-layer weight SQNR (needs torch)")
     w.add_argument("--out", type=Path, default=None, help="write the per-layer rows as CSV")
     args = p.parse_args(argv)

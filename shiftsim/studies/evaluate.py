@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -108,7 +109,7 @@ def _values(shape: str, batch: int) -> int:
 
 def evaluate(
     network: Network,
-    datapath: Datapath,
+    datapath: Datapath | Mapping[str, Datapath],
     data: ImageSet,
     *,
     calibration: NDArray[np.float64],
@@ -124,8 +125,8 @@ def evaluate(
     ----------
     network : Network
         A network with an input shape of ``(1, 28, 28)``.
-    datapath : Datapath
-        Runs every conv and linear layer.
+    datapath : Datapath or mapping of str to Datapath
+        Runs every conv and linear layer (or per layer-name pattern, see :meth:`Network.run`).
     data : ImageSet
         The test images and labels.
     calibration : ndarray of float
