@@ -136,7 +136,7 @@ def test_study_configs() -> None:
 def _require(loader):  # type: ignore[no-untyped-def]
     try:
         return loader()
-    except ValueError as exc:
+    except ValueError as exc:  # the data sets and EfficientNet-Lite0's weights are optional
         if REQUIRE_DATA:
             raise AssertionError(f"SHIFTSIM_REQUIRE_DATA=1 but data is missing: {exc}") from exc
         pytest.skip(f"data not installed: {exc}")
@@ -183,3 +183,48 @@ def test_studies_command_runs_small(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "fmnist_vgg channel N=2 B=4: top-1" in out
     assert "| N \\ B | 4 |" in out and "20 test images" in out
+
+
+def test_torch_legacy_reader_on_efficientnet_lite0() -> None:
+    from shiftsim.studies.weights import efficientnet_lite0_path, load_efficientnet_lite0
+
+    _require(efficientnet_lite0_path)
+    w = load_efficientnet_lite0()
+    assert len(w) == 50 and sum(v.size for v in w.values()) == 4_608_992
+    assert w["_conv_stem.weight"].shape == (32, 3, 3, 3)
+    assert w["_fc.weight"].shape == (1000, 1280)
+    assert w["_blocks.0._depthwise_conv.weight"].shape == (32, 1, 3, 3)
+    assert all(v.dtype == np.float64 and np.all(np.isfinite(v)) for v in w.values())
+
+
+def test_torch_legacy_reader_rejects_other_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pickle
+
+    from shiftsim.studies.weights import read_torch_legacy
+
+    bad = tmp_path / "x.pth"
+    bad.write_bytes(pickle.dumps(12345))
+    with pytest.raises(ValueError, match=r"x.pth: not a readable legacy torch file \(bad magic"):
+        read_torch_legacy(bad)
+    bad.write_bytes(b"PK\x03\x04 zip")
+    with pytest.raises(ValueError, match=r"x.pth: not a readable legacy torch file"):
+        read_torch_legacy(bad)
+    bad.write_bytes(pickle.dumps(os.system))
+    with pytest.raises(ValueError, match="refusing to load"):
+        read_torch_legacy(bad)
+
+
+@pytest.mark.jit_only
+def test_cli_simulates_trained_models_and_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    _require(lambda: load_mnist("test"))
+    from shiftsim.cli import main
+
+    assert main("simulate --model mnist_lenet --images 20 --codebooks 2 --bits 4".split()) == 0
+    cap = capsys.readouterr()
+    assert "top-1:" in cap.out and "on 20 test images" in cap.out and "WARNING" not in cap.err
+    assert main("simulate --model mnist_lenet --images 20 --acc-bits 10".split()) == 0
+    cap = capsys.readouterr()
+    assert "WARNING: layer conv1: " in cap.err and "accumulator updates overflowed" in cap.err
+    args = "simulate --model mnist_lenet --images 20 --datapath log --scaling fixed"
+    assert main(args.split()) == 0
+    assert "top-1:" in capsys.readouterr().out

@@ -1,16 +1,18 @@
 """Three trained 28x28 CNNs shipped as ONNX files: two on Fashion-MNIST, one on MNIST.
 
-=================  ==============  ====================================================  ========
-name               data set        layers                                                MACs/img
-=================  ==============  ====================================================  ========
-``fmnist_vgg``     Fashion-MNIST   3x3 convs 16-32-64, each + ReLU + 2x2 max pool;       1.96 M
-                                   FC 576-64-10
-``fmnist_resnet``  Fashion-MNIST   stem conv 16 + BN + pool; two residual blocks (16,    1.86 M
+=================  ==============  ===================================================  ========
+name               data set        layers                                               MACs/img
+=================  ==============  ===================================================  ========
+``fmnist_vgg``     Fashion-MNIST   3x3 convs 16-32 (padding 1), each + ReLU + 2x2 max   1.22 M
+                                   pool; FC 1568-128-10
+``fmnist_resnet``  Fashion-MNIST   stem conv 16 + BN + pool; two residual blocks (16,   1.73 M
                                    32 stride 2 with a 1x1 shortcut), BN after every
                                    conv; FC 1568-10
-``mnist_lenet``    MNIST           5x5 convs 16-32 (no padding) + ReLU + 2x2 max pool;   0.69 M
+``mnist_lenet``    MNIST           5x5 convs 16-32 (no padding) + ReLU + 2x2 max pool;  1.12 M
                                    FC 512-128-10
-=================  ==============  ====================================================  ========
+=================  ==============  ===================================================  ========
+
+Float top-1 on the full test sets: 90.48%, 91.72% and 99.17% (:func:`model_info`).
 
 Inputs are ``(1, 28, 28)`` pixels divided by 255 (no mean subtraction: activations stay
 non-negative). ``python -m shiftsim.models.train_mnist_family`` trains them with torch (seeded)

@@ -16,10 +16,13 @@ convolutions included), the signal-to-quantisation-noise ratio
 
 from __future__ import annotations
 
+import collections
 import math
+import pickle
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,6 +36,7 @@ __all__ = [
     "efficientnet_lite0_path",
     "load_efficientnet_lite0",
     "log_weight_sqnr",
+    "read_torch_legacy",
     "sqnr_db",
     "weight_sqnr_study",
     "weight_sqnr_summary",
@@ -81,17 +85,103 @@ def efficientnet_lite0_path() -> Path:
     raise ValueError(f"the package has no .pth file; reinstall it: {_INSTALL}")
 
 
-def load_efficientnet_lite0(path: str | Path | None = None) -> dict[str, NDArray[np.float64]]:
-    """Conv and linear weight tensors (``ndim`` 2 or 4) of the state dict, by name (needs torch)."""
+_TORCH_DTYPES = {
+    "FloatStorage": np.dtype("<f4"),
+    "DoubleStorage": np.dtype("<f8"),
+    "HalfStorage": np.dtype("<f2"),
+    "LongStorage": np.dtype("<i8"),
+    "IntStorage": np.dtype("<i4"),
+    "ByteStorage": np.dtype("u1"),
+}
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+@dataclass
+class _Storage:
+    dtype: np.dtype[Any]
+    numel: int
+    data: NDArray[Any] | None = None
+
+
+@dataclass
+class _TensorRef:
+    storage: _Storage
+    offset: int
+    size: tuple[int, ...]
+    stride: tuple[int, ...]
+
+
+def _rebuild_tensor(storage: _Storage, offset: int, size: Any, stride: Any, *_: Any) -> _TensorRef:
+    return _TensorRef(storage, int(offset), tuple(size), tuple(stride))
+
+
+class _TorchUnpickler(pickle.Unpickler):
+    """Reads a legacy (non-zip) torch file: tensors, storages and ordered dicts, nothing else."""
+
+    def __init__(self, f: Any, storages: dict[str, _Storage]) -> None:
+        super().__init__(f, encoding="latin1")
+        self.storages = storages
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "torch" and name in _TORCH_DTYPES:
+            return _TORCH_DTYPES[name]
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _rebuild_tensor
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+    def persistent_load(self, pid: Any) -> _Storage:
+        if not isinstance(pid, tuple) or pid[0] != "storage" or pid[5] is not None:
+            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
+        dtype, key, _, numel = pid[1:5]
+        return self.storages.setdefault(str(key), _Storage(dtype, int(numel)))
+
+
+def read_torch_legacy(path: str | Path) -> dict[str, NDArray[Any]]:
+    """Tensors of a state dict saved by ``torch.save`` in the legacy format, without torch.
+
+    Raises
+    ------
+    ValueError
+        Not a legacy torch file (a zip-format file needs torch), or a truncated one.
+    """
+    path = Path(path)
+    storages: dict[str, _Storage] = {}
     try:
-        import torch
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError("reading the .pth file needs torch: pip install torch") from None
+        with open(path, "rb") as f:
+            if _TorchUnpickler(f, storages).load() != _LEGACY_MAGIC:
+                raise ValueError("bad magic number")
+            _TorchUnpickler(f, storages).load()  # protocol version
+            _TorchUnpickler(f, storages).load()  # system info
+            state = _TorchUnpickler(f, storages).load()
+            keys = _TorchUnpickler(f, storages).load()
+            for key in keys:
+                st = storages[str(key)]
+                n = int.from_bytes(f.read(8), "little")
+                raw = f.read(n * st.dtype.itemsize)
+                if n != st.numel or len(raw) != n * st.dtype.itemsize:
+                    raise ValueError(f"storage {key}: truncated")
+                st.data = np.frombuffer(raw, dtype=st.dtype)
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, KeyError, IndexError) as exc:
+        raise ValueError(f"{path}: not a readable legacy torch file ({exc})") from None
+    out = {}
+    for name, ref in state.items():
+        if isinstance(ref, _TensorRef) and ref.storage.data is not None:
+            item = ref.storage.dtype.itemsize
+            view = np.lib.stride_tricks.as_strided(
+                ref.storage.data[ref.offset :], ref.size, tuple(s * item for s in ref.stride)
+            )
+            out[str(name)] = np.array(view)
+    return out
+
+
+def load_efficientnet_lite0(path: str | Path | None = None) -> dict[str, NDArray[np.float64]]:
+    """Conv and linear weight tensors (``ndim`` 2 or 4) of the state dict, by name (no torch)."""
     path = efficientnet_lite0_path() if path is None else Path(path)
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
     return {
-        k: v.numpy().astype(np.float64)
-        for k, v in state.items()
+        k: v.astype(np.float64)
+        for k, v in read_torch_legacy(path).items()
         if k.endswith("weight") and v.ndim in (2, 4)
     }
 
