@@ -49,7 +49,7 @@ def build(name: str) -> Any:
     torch = _torch()
     nn = torch.nn
 
-    class Vgg(nn.Module):  # type: ignore[misc]
+    class Vgg(nn.Module):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
             super().__init__()
             self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
@@ -63,7 +63,7 @@ def build(name: str) -> Any:
             x = f.max_pool2d(f.relu(self.conv2(x)), 2)
             return self.fc2(f.relu(self.fc1(x.flatten(1))))
 
-    class ResNet(nn.Module):  # type: ignore[misc]
+    class ResNet(nn.Module):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
             super().__init__()
             self.stem = nn.Conv2d(1, 16, 3, padding=1, bias=False)
@@ -89,7 +89,7 @@ def build(name: str) -> Any:
             x = f.relu(self.b2c2_bn(self.b2c2(y)) + self.b2sc_bn(self.b2sc(x)))
             return self.fc(x.flatten(1))
 
-    class LeNet(nn.Module):  # type: ignore[misc]
+    class LeNet(nn.Module):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
             super().__init__()
             self.conv1 = nn.Conv2d(1, 16, 5)

@@ -116,7 +116,7 @@ def range_warnings(table: pd.DataFrame, threshold: float = WARN_RATE) -> list[st
     ``table`` needs the columns ``layer``, ``overflows``, ``clipped``, ``overflow_rate`` and
     ``clip_rate`` (a chained run's table, or rates summed over several runs).
     """
-    out = []
+    out: list[str] = []
     if "overflow_rate" not in table:
         return out
     for row in table.itertuples():

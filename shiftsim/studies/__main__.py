@@ -40,8 +40,7 @@ def _machine() -> str:
 
     return (
         f"# {platform.node()} {platform.machine()}, python {platform.python_version()}, "
-        f"numpy {np.__version__}, numba {numba.__version__} ({numba.config.NUMBA_NUM_THREADS} "
-        "threads)"
+        f"numpy {np.__version__}, numba {numba.__version__} ({numba.get_num_threads()} threads)"
     )
 
 
@@ -134,7 +133,10 @@ def _weights(args: argparse.Namespace) -> None:
         weight_sqnr_summary,
     )
 
-    frame = weight_sqnr_study(load_efficientnet_lite0())
+    weights = load_efficientnet_lite0()
+    if args.limit is not None:
+        weights = dict(list(weights.items())[: args.limit])
+    frame = weight_sqnr_study(weights)
     summary = weight_sqnr_summary(frame)
     print(f"EfficientNet-Lite0: {len(frame)} weight tensors, {frame['params'].sum():,} weights\n")
     print("| method | median dB | min dB | weighted mean dB |\n|---|---|---|---|")
@@ -165,8 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--parts", default="weights,accumulation,activations")
     m.add_argument("--bits", type=_ints, default=[3, 4, 5])
     m.add_argument("--fsrs", type=_ints, default=[3, 4, 5, 6])
-    w = sub.add_parser("weights", help="EfficientNet-Lite0 per-layer weight SQNR (needs torch)")
+    w = sub.add_parser("weights", help="EfficientNet-Lite0 per-layer weight SQNR")
     w.add_argument("--out", type=Path, default=None, help="write the per-layer rows as CSV")
+    w.add_argument("--limit", type=int, default=None, help="only the first N weight tensors")
     args = p.parse_args(argv)
     print(_machine())
     {"shiftcnn": _shiftcnn, "miyashita": _miyashita, "weights": _weights}[args.study](args)
