@@ -1,5 +1,6 @@
 """shiftsim: a bit-accurate, cycle-level simulator of multiplier-free CNN hardware."""
 
+from shiftsim import sweep
 from shiftsim.cost import estimate
 from shiftsim.counts import Counts
 from shiftsim.cycle import CycleLimitError, run_cycle
@@ -26,7 +27,8 @@ from shiftsim.quantize import (
     quantize_shiftcnn,
     shiftcnn_error_bound,
 )
-from shiftsim.sweep import LayerTarget, NetworkTarget, sweep
+from shiftsim.sweep import LayerTarget, NetworkTarget
+from shiftsim.sweep import sweep as run_sweep
 from shiftsim.verify import ErrorStats, Simulation, simulate
 
 __version__ = "0.1.0"
@@ -73,6 +75,7 @@ __all__ = [
     "read_topology",
     "run_cycle",
     "shiftcnn_error_bound",
+    "run_sweep",
     "simulate",
     "sweep",
 ]

@@ -21,6 +21,7 @@ Bad flags and bad files print one ``shiftsim: error: ...`` line and exit with st
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ __all__ = ["main"]
 _TABLE_COLUMNS = [
     "layer",
     "op",
+    "datapath",
     "shape",
     "macs",
     "shift_ops",
@@ -45,11 +47,15 @@ _TABLE_COLUMNS = [
     "clipped",
     "overflow_rate",
     "clip_rate",
+    "float_ops",
     "cycles",
     "energy_pj",
     "sqnr_db",
     "time_s",
 ]
+
+
+_GOLDEN_ENV = "SHIFTSIM_GOLDEN_LIMIT_S"
 
 
 class CliError(Exception):
@@ -76,6 +82,26 @@ def _positive(text: str) -> int:
 
 _TRAINED = ("fmnist_vgg", "fmnist_resnet", "mnist_lenet")
 _TRAINED_IMAGES = 500
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
 
 
 def _add_source(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -120,7 +146,9 @@ def _add_source(p: argparse.ArgumentParser, required: bool = True) -> None:
         metavar="N",
         help="topology/ONNX: crop every layer's input to at most N x N (quick look)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of weights and random inputs")
+    p.add_argument(
+        "--seed", type=_non_negative, default=0, help="seed of weights and random inputs (>= 0)"
+    )
 
 
 def _add_datapath(p: argparse.ArgumentParser) -> None:
@@ -152,6 +180,14 @@ def _add_datapath(p: argparse.ArgumentParser) -> None:
         help="activation scales: calibrated (each tensor's peak at the top of its format) or "
         "fixed at 1 (the format's full-scale range, e.g. a log fsr, decides what clips)",
     )
+    g.add_argument(
+        "--golden-limit",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="refuse a golden-level layer estimated to run longer than S seconds "
+        "(default 600; inf: no limit)",
+    )
 
 
 def _add_network_command(
@@ -175,6 +211,20 @@ def _build_parser() -> _Parser:
         help="per-layer report of a network on a datapath",
         description="Simulate a network layer by layer and print a table.",
     )
+    p.add_argument(
+        "--datapaths",
+        type=Path,
+        metavar="FILE.toml",
+        help="per-layer datapaths: [[layer]] entries with match = PATTERN (or @first, @last) "
+        "and datapath, codebooks, bits, acc_bits, overflow; other layers use the flags",
+    )
+    p.add_argument(
+        "--input",
+        type=Path,
+        metavar="X.npy",
+        help="ONNX: run the whole network bit-accurately on these inputs, (B, *input_shape) "
+        "floats (default: every layer on its own random input)",
+    )
     p.add_argument("--csv", type=Path, metavar="OUT", help="also write the table as CSV")
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the table as JSON")
 
@@ -197,7 +247,15 @@ def _build_parser() -> _Parser:
         metavar="FILE.toml",
         help="TOML file of NAME = [values] (top level or a [grid] table)",
     )
-    p.add_argument("--out", type=Path, required=True, help="results file (JSON lines)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="results file; the suffix picks the format: .jsonl, .json, .csv, .parquet",
+    )
+    p.add_argument(
+        "--retry-failed", action="store_true", help="compute again the points that failed"
+    )
     p.add_argument("--workers", type=_positive, default=None, help="local processes")
     p.add_argument("--dask", metavar="ADDRESS", help="Dask scheduler address")
     p.add_argument("--no-progress", action="store_true")
@@ -221,8 +279,8 @@ def _build_parser() -> _Parser:
     p = sub.add_parser(
         "report",
         help="tables and plots from a results file",
-        description="Print a sweep results file (JSON lines) or a simulate "
-        "table (CSV/JSON), optionally plot it.",
+        description="Print a sweep results file (.jsonl, .json, .csv, .parquet) or a "
+        "simulate table (.csv, .json), optionally plot it.",
     )
     p.add_argument("file", type=Path)
     p.add_argument("--x", help="x-axis column (plot)")
@@ -245,27 +303,98 @@ def _version() -> str:
 
 
 # ------------------------------------------------------------------------ helpers
-def _datapath(args: argparse.Namespace) -> Any:
+_DATAPATH_KEYS = ("datapath", "codebooks", "bits", "acc_bits", "overflow")
+
+
+def _datapath(args: argparse.Namespace, **override: Any) -> Any:
+    """The datapath the flags describe, ``override`` replacing some of them."""
     from shiftsim.formats import FixedFormat, LogFormat, Overflow
 
-    overflow = Overflow[args.overflow.upper()]
-    if args.datapath == "shift":
+    opt = {key: override.get(key, getattr(args, key)) for key in _DATAPATH_KEYS}
+    overflow = Overflow[opt["overflow"].upper()]
+    if opt["datapath"] == "shift":
         from shiftsim.datapath.shift_add import ShiftAddDatapath
 
         return ShiftAddDatapath(
-            n_codebooks=args.codebooks, bits=args.bits, acc_bits=args.acc_bits, overflow=overflow
+            n_codebooks=opt["codebooks"],
+            bits=opt["bits"],
+            acc_bits=opt["acc_bits"],
+            overflow=overflow,
         )
-    if args.datapath == "log":
+    if opt["datapath"] == "log":
         from shiftsim.datapath.log_domain import LogDatapath
 
         return LogDatapath(
-            weight=LogFormat(args.bits, 0, signed=True), acc_bits=args.acc_bits, overflow=overflow
+            weight=LogFormat(opt["bits"], 0, signed=True),
+            acc_bits=opt["acc_bits"],
+            overflow=overflow,
         )
     from shiftsim.datapath.mac import FixedMacDatapath
 
     return FixedMacDatapath(
-        weight=FixedFormat(args.bits, args.bits - 1), acc_bits=args.acc_bits, overflow=overflow
+        weight=FixedFormat(opt["bits"], opt["bits"] - 1),
+        acc_bits=opt["acc_bits"],
+        overflow=overflow,
     )
+
+
+def _layer_datapaths(args: argparse.Namespace, net: Any) -> Any:
+    """The datapath, or with ``--datapaths`` a ``{pattern: datapath}`` mapping for the network.
+
+    Each ``[[layer]]`` entry of the TOML file has ``match`` (a layer-name pattern, or
+    ``@first`` / ``@last``) and any of ``datapath``, ``codebooks``, ``bits``, ``acc_bits``,
+    ``overflow`` (as the flags; the flags' values otherwise). Layers no entry matches run on
+    the flags' datapath.
+    """
+    default = _datapath(args)
+    if args.datapaths is None:
+        return default
+    entries = _read_toml(args.datapaths, "datapaths").get("layer")
+    path = args.datapaths
+    if not isinstance(entries, list) or not entries:
+        raise CliError(f'{path}: expected [[layer]] entries with match = "PATTERN"')
+    choices = {"datapath": ("shift", "log", "mac"), "overflow": ("wrap", "sat")}
+    mapping: dict[str, Any] = {}
+    for i, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("match"), str):
+            raise CliError(f'{path}: layer entry {i} needs match = "PATTERN"')
+        unknown = sorted(set(entry) - {"match", *_DATAPATH_KEYS})
+        if unknown:
+            raise CliError(
+                f"{path}: layer entry {i} ({entry['match']!r}): unknown keys {unknown}; "
+                f"allowed: match, {', '.join(_DATAPATH_KEYS)}"
+            )
+        for key, value in entry.items():
+            if key in choices and value not in choices[key]:
+                raise CliError(
+                    f"{path}: {entry['match']!r}: {key} must be one of "
+                    f"{list(choices[key])}, got {value!r}"
+                )
+            if key in ("codebooks", "bits", "acc_bits") and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1
+            ):
+                raise CliError(
+                    f"{path}: {entry['match']!r}: {key} must be a positive integer, got {value!r}"
+                )
+        if entry["match"] in mapping:
+            raise CliError(f"{path}: pattern {entry['match']!r} given twice")
+        mapping[entry["match"]] = _datapath(
+            args, **{k: v for k, v in entry.items() if k != "match"}
+        )
+    from shiftsim.network.runner import resolve_datapaths
+
+    try:
+        resolve_datapaths(net, mapping)
+        return mapping  # the file covers every layer
+    except ValueError as exc:
+        if not str(exc).startswith("datapath: no pattern matches"):
+            raise CliError(f"{path}: {exc}") from None
+    full = {**mapping, "*": default}
+    try:
+        resolve_datapaths(net, full)
+    except ValueError as exc:
+        raise CliError(f"{path}: {exc}") from None
+    return full
 
 
 def _hardware(args: argparse.Namespace) -> Any:
@@ -300,6 +429,7 @@ def _source(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         from shiftsim.io.onnx_io import read_onnx
 
         return read_onnx(args.onnx), None, None
+    _check_memory(args)
     return (
         Network.from_topology(
             args.topology, seed=args.seed, weights=args.weights, padding=args.padding
@@ -307,6 +437,43 @@ def _source(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         None,
         None,
     )
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return None
+
+
+def _check_memory(args: argparse.Namespace) -> None:
+    """Refuse a topology whose largest layer cannot be held in memory, before allocating it."""
+    from shiftsim.io.topology import read_topology
+
+    if args.command == "verify":
+        batch, max_hw, flag = 1, args.size, "--size"
+    else:
+        batch, max_hw, flag = args.batch, args.max_size, "--max-size"
+    memory = _physical_memory()
+    if memory is None:
+        return
+    for t in read_topology(args.topology, args.padding):
+        need = t.memory_bytes(batch, max_hw)
+        if need > memory:
+            h, w = t.input_hw
+            raise CliError(
+                f"{args.topology}: layer {t.name!r} (input {batch}x{t.layer.in_channels}x{h}x{w}"
+                f", weights {'x'.join(map(str, t.layer.weight_shape))}) needs about "
+                f"{_bytes(need)}, more than this machine's {_bytes(memory)} of memory; "
+                f"crop the inputs with {flag} N"
+            )
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} bytes"
 
 
 def _print_table(frame: Any, columns: Sequence[str] | None = None) -> None:
@@ -357,17 +524,21 @@ def _scalar(text: str) -> Any:
     return text
 
 
-def _read_grid_file(path: Path) -> dict[str, list[Any]]:
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
     try:
         import tomllib
     except ImportError:  # pragma: no cover - Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise CliError(f"{path}: cannot read grid file: {exc.strerror}") from None
+        raise CliError(f"{path}: cannot read {what} file: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CliError(f"{path}: not a valid TOML grid file: {exc}") from None
+        raise CliError(f"{path}: not a valid TOML {what} file: {exc}") from None
+
+
+def _read_grid_file(path: Path) -> dict[str, list[Any]]:
+    data = _read_toml(path, "grid")
     table = data.get("grid", data)
     if not isinstance(table, dict) or not table:
         raise CliError(f"{path}: expected NAME = [values] entries (top level or in [grid])")
@@ -379,14 +550,47 @@ def _read_grid_file(path: Path) -> dict[str, list[Any]]:
     return out
 
 
+def _read_input(path: Path, net: Any) -> Any:
+    """Network inputs from an .npy file: ``(B, *input_shape)`` or one ``input_shape`` input."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"{path}: cannot read inputs: {exc}") from None
+    if x.dtype.kind not in "fiu":
+        raise CliError(f"{path}: inputs must be real numbers, got dtype {x.dtype}")
+    if x.shape == net.input_shape:
+        x = x[None]
+    if x.shape[1:] != net.input_shape:
+        raise CliError(
+            f"{path}: inputs must have shape (B, *{net.input_shape}), got {tuple(x.shape)}"
+        )
+    return x.astype(np.float64)
+
+
 # ------------------------------------------------------------------------ commands
+def _check_out(flag: str, path: Path | None) -> None:
+    """Refuse an output path that cannot be written, before any work."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise CliError(f"{flag} {path}: is a directory")
+    if not path.parent.is_dir():
+        raise CliError(f"{flag} {path}: cannot write: no such folder {str(path.parent)!r}")
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from shiftsim.network import Requant
     from shiftsim.network.report import RangeWarning
 
+    _check_out("--csv", args.csv)
+    _check_out("--json", args.json)
     net, x, y = _source(args)
-    dp = _datapath(args)
+    dp = _layer_datapaths(args, net)
     hw = _hardware(args)
+    if args.input is not None:
+        if args.onnx is None:
+            raise CliError("--input needs --onnx (the digits model has its own test images)")
+        x = _read_input(args.input, net)
     if x is not None:
         with warnings.catch_warnings():  # printed below, after the table
             warnings.simplefilter("ignore", RangeWarning)
@@ -407,7 +611,16 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             hardware=hw,
             max_hw=args.max_size,
         )
-    print(f"{net.name}: {dp!r}")
+    if isinstance(dp, dict):
+        print(f"{net.name}: per-layer datapaths from {args.datapaths} (column 'datapath')")
+    else:
+        print(f"{net.name}: {dp!r}")
+    if x is not None and args.onnx is not None:
+        fmt = res.extra["input_format"]
+        print(
+            f"input: {len(x)} x {net.input_shape}, {'signed' if fmt.signed else 'unsigned'} "
+            f"{fmt.bits}-bit, {res.extra['input_clipped']} values clipped"
+        )
     _print_table(res.table, _TABLE_COLUMNS)
     t = res.table
     total = f"total: {int(t['macs'].sum()):,} MACs, {res.totals.adds:,} adds"
@@ -430,14 +643,15 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                 else:
                     t.to_json(path, orient="records", indent=1)
             except OSError as exc:
-                raise CliError(f"{path}: cannot write: {exc.strerror}") from None
+                raise CliError(f"{path}: cannot write: {exc.strerror or exc}") from None
             print(f"wrote {path}")
     return 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from shiftsim.io.results import ResultsFile
     from shiftsim.network import Requant
-    from shiftsim.sweep import NetworkTarget, _unknown, apply_point, grid_points, sweep
+    from shiftsim.sweep import NetworkTarget, grid_points, sweep
 
     grid = _parse_grid(args)
     net, x, y = _source(args)
@@ -454,24 +668,25 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         requant=Requant(power_of_two=args.power_of_two),
     )
     for point in grid_points(grid):  # validate every point before any work
-        dp, hw, rest = apply_point(point, target.datapath, target.hardware)
-        rest = {k: v for k, v in rest.items() if k not in ("mult_bits", "power_of_two")}
-        if rest:
-            raise _unknown(rest, dp, hw)
+        target.check(point)
+    ResultsFile(args.out).check_writable()
     client = None
     if args.dask:
         from distributed import Client
 
         client = Client(args.dask)
     try:
-        frame = sweep(
-            target,
-            grid,
-            out=args.out,
-            client=client,
-            workers=args.workers,
-            progress=not args.no_progress,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # failed points: said below
+            frame = sweep(
+                target,
+                grid,
+                out=args.out,
+                client=client,
+                workers=args.workers,
+                progress=not args.no_progress,
+                retry_failed=args.retry_failed,
+            )
     finally:
         if client is not None:
             client.close()
@@ -487,9 +702,18 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         "cycles",
         "energy_pj",
         "overflows",
+        "error",
     ]
     _print_table(frame, cols)
     print(f"{len(frame)} points in {args.out}")
+    if "error" in frame.columns:
+        failed = frame["error"].notna()
+        sys.stderr.write(
+            f"shiftsim sweep: {int(failed.sum())} of {len(frame)} points failed (see the "
+            f"error column; --retry-failed computes them again); the first: "
+            f"{frame['error'][failed].iloc[0]}\n"
+        )
+        return 1
     return 0
 
 
@@ -543,23 +767,9 @@ def _arith_equal(a: Any, b: Any) -> bool:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    import pandas as pd
 
     path = args.file
-    if not path.is_file():
-        raise CliError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            frame = pd.read_csv(path)
-        elif suffix == ".json":
-            frame = pd.read_json(path, orient="records")
-        else:
-            from shiftsim.sweep import read_results
-
-            frame = pd.DataFrame(read_results(path)).drop(columns="key", errors="ignore")
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise CliError(f"{path}: cannot read results: {str(exc).splitlines()[0]}") from None
+    frame = _read_report(path)
     if frame.empty:
         raise CliError(f"{path}: no results")
     is_layers = "layer" in frame.columns
@@ -588,6 +798,33 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_report(path: Path) -> Any:
+    """A sweep results file (any format) or a ``simulate`` table (CSV, JSON) as a DataFrame."""
+    import pandas as pd
+
+    from shiftsim.io.results import read_results, results_format
+
+    if path.is_dir():
+        raise CliError(f"{path}: is a directory, not a results file")
+    if not path.exists():
+        raise CliError(f"{path}: no such file")
+    fmt = results_format(path)  # an unknown suffix: one clear line
+    head = path.read_bytes()[:64].lstrip()
+    try:
+        if fmt == "csv" and head.startswith(b"{"):
+            raise ValueError("holds JSON, not CSV (a results file of an older shiftsim?)")
+        if fmt == "csv" and not head.startswith(b"key,"):
+            frame = pd.read_csv(path)  # a simulate table
+        elif fmt == "json" and head.startswith(b"[") and b'"key"' not in head:
+            frame = pd.read_json(path, orient="records")  # a simulate table
+        else:
+            frame = pd.DataFrame(read_results(path))
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CliError(f"{path}: cannot read results: {first}") from None
+    return frame.drop(columns=["key", "config"], errors="ignore")
+
+
 _COMMANDS = {
     "simulate": _cmd_simulate,
     "sweep": _cmd_sweep,
@@ -596,12 +833,33 @@ _COMMANDS = {
 }
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Warnings as one ``shiftsim: warning: ...`` line, without the source line."""
+    sys.stderr.write(f"shiftsim: warning: {message}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (0 ok, 1 verification failed, 2 error)."""
+    """Run the command line; return the exit status.
+
+    0 ok, 1 verification failed or sweep points failed (recorded), 2 a user error.
+    """
     parser = _build_parser()
     args = parser.parse_args(argv)
+    limit = getattr(args, "golden_limit", None)
+    saved = os.environ.get(_GOLDEN_ENV)
+    if limit is not None:  # read by Datapath.run, here and in sweep workers
+        os.environ[_GOLDEN_ENV] = repr(limit)
     try:
-        return _COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return _COMMANDS[args.command](args)
     except (CliError, ValueError, TypeError, KeyError, OSError, ImportError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, ImportError) and exc.name:
@@ -610,9 +868,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
         sys.stderr.write(f"shiftsim {args.command}: error: {message}\n")
         return 2
+    except MemoryError:
+        sys.stderr.write(
+            f"shiftsim {args.command}: error: out of memory (crop the inputs with --max-size N, "
+            "or use a smaller --batch)\n"
+        )
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write("shiftsim: interrupted\n")
         return 130
+    finally:
+        if saved is None:
+            os.environ.pop(_GOLDEN_ENV, None)
+        else:
+            os.environ[_GOLDEN_ENV] = saved
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,8 +7,10 @@ quantizers compare ``frexp`` mantissas against constants, never a floating-point
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -28,6 +30,7 @@ __all__ = [
     "LinearCode",
     "LogCode",
     "ShiftCode",
+    "check_scale",
     "log_from_fixed",
     "quantize_linear",
     "quantize_log",
@@ -67,6 +70,9 @@ class ShiftCode:
     n_codebooks: int
     bits: int
     axis: int | None = None
+
+    def __post_init__(self) -> None:
+        check_scale("ShiftCode.scale", self.scale)
 
     @property
     def half(self) -> int:
@@ -119,10 +125,16 @@ class ShiftCode:
         Float64, the weight shape; exact whenever the sum fits 53 bits (always for float32
         weights).
         """
-        shift, sign = self.shifts()
-        terms = np.ldexp(sign.astype(np.float64), -shift)
-        # Smallest terms first: the partial sums stay exact as long as the total is.
-        return np.sum(terms[..., ::-1], axis=-1)
+        index = _c_order(self.index).reshape(-1, self.n_codebooks)
+        out = np.empty(index.shape[0], dtype=np.float64)
+        n = np.arange(1, self.n_codebooks + 1, dtype=np.int64)
+        for block in _blocks(index.shape[0]):  # in blocks: temporaries stay small
+            j = index[block].astype(np.int64)
+            shift = np.where(j != 0, np.abs(j) + n - 2, 0)
+            terms = np.ldexp(np.sign(j).astype(np.float64), -shift)
+            # Smallest terms first: the partial sums stay exact as long as the total is.
+            out[block] = np.sum(terms[..., ::-1], axis=-1)
+        return out.reshape(self.weight_shape)
 
     def to_float(self) -> NDArray[np.float64]:
         """Dequantize: ``scale * sum_n sign_n * 2**-shift_n``, float64, the weight shape.
@@ -132,7 +144,9 @@ class ShiftCode:
         >>> quantize_shiftcnn([0.2, 1.0], n_codebooks=2, bits=4).to_float().tolist()
         [0.1875, 1.0]
         """
-        return self.normalized() * _scale_broadcast(self.scale, self.axis, len(self.weight_shape))
+        out = self.normalized()
+        out *= _scale_broadcast(self.scale, self.axis, len(self.weight_shape))
+        return out
 
 
 def _scale_broadcast(
@@ -154,6 +168,42 @@ def _check_axis(axis: object, ndim: int) -> int | None:
     if not -ndim <= int(axis) < ndim:
         raise ValueError(f"axis must be in [{-ndim}, {ndim - 1}] for a {ndim}-d w, got {axis!r}")
     return int(axis) % ndim
+
+
+#: Elements per block of the elementwise quantizers: their temporaries stay a few MB, so the
+#: peak memory of a quantization is its output plus a constant, not ten times the weights.
+BLOCK_ELEMENTS = 1 << 16
+
+
+def check_scale(name: str, scale: object) -> None:
+    """Raise unless ``scale`` is real, finite and non-negative (a weight scale).
+
+    A negative scale would flip the sign of every output silently, so it is refused.
+    """
+    value: Any = scale
+    if isinstance(value, (bool, np.bool_)) or np.iscomplexobj(value):
+        raise TypeError(f"{name} must be a real number or array, got {scale!r}")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number or array, got {scale!r}") from None
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {scale!r}")
+    if np.any(arr < 0):
+        raise ValueError(
+            f"{name} must be >= 0 (a negative scale would flip the output's sign), got {scale!r}"
+        )
+
+
+def _c_order(a: NDArray[Any]) -> NDArray[Any]:
+    """``a`` itself when C-contiguous, else a C-ordered copy (0-d arrays stay 0-d)."""
+    return a if a.flags.c_contiguous else a.copy(order="C")
+
+
+def _blocks(n: int) -> Iterator[slice]:
+    """Consecutive slices of ``range(n)`` of at most :data:`BLOCK_ELEMENTS`."""
+    for start in range(0, n, BLOCK_ELEMENTS):
+        yield slice(start, min(start + BLOCK_ELEMENTS, n))
 
 
 def quantize_shiftcnn(
@@ -222,30 +272,42 @@ def quantize_shiftcnn(
         raise ValueError(f"w must not be empty, got shape {arr.shape}")
     ax = _check_axis(axis, arr.ndim)
     half = (1 << (bits - 1)) - 1
-
-    mag = np.abs(arr)
+    arr = _c_order(arr)
+    dtype = arr.dtype.type
+    # max |w| without a full-size |w|: max(max w, -min w); + 0 turns -0.0 into 0.0
     if ax is None:
-        wmax = mag.max()
+        wmax = np.maximum(arr.max(), -arr.min()) + dtype(0)
     else:
         others = tuple(i for i in range(arr.ndim) if i != ax)
-        wmax = mag.max(axis=others, keepdims=True) if others else mag
-    dtype = arr.dtype.type
-    safe = np.where(wmax == 0, dtype(1), wmax)
-    r = (arr / safe).astype(arr.dtype, copy=False)  # IEEE division in w's dtype
-    r = np.where(wmax == 0, dtype(0), r)
-
+        if others:
+            hi, lo = arr.max(axis=others, keepdims=True), arr.min(axis=others, keepdims=True)
+            wmax = np.maximum(hi, -lo) + dtype(0)
+        else:
+            wmax = np.abs(arr)
+    wmax_flat = np.asarray(wmax).reshape(-1)
+    inner = math.prod(arr.shape[ax + 1 :]) if ax is not None else 1
+    n_ax = arr.shape[ax] if ax is not None else 1
+    flat = arr.reshape(-1)
     index = np.zeros((*arr.shape, n_codebooks), dtype=np.int8)
+    index_flat = index.reshape(-1, n_codebooks)
     one = dtype(1)
-    for n in range(1, n_codebooks + 1):
-        m, e = np.frexp(np.abs(r))
-        k = e.astype(np.int64) - 1 + (m > 0.75)
-        j = 2 - n - k
-        take = (r != 0) & (j <= half)
-        s = np.sign(r)
-        index[..., n - 1] = np.where(take, s * j, 0).astype(np.int8)
-        step = np.ldexp(one, np.where(take, k, 0).astype(np.int32)).astype(arr.dtype)
-        r = np.where(take, r - s * step, r).astype(arr.dtype, copy=False)
-
+    for block in _blocks(flat.size):  # elementwise, in blocks: temporaries stay small
+        if ax is None:
+            wm: Any = wmax_flat[0]
+        else:
+            wm = wmax_flat[(np.arange(block.start, block.stop) // inner) % n_ax]
+        safe = np.where(wm == 0, dtype(1), wm)
+        r = (flat[block] / safe).astype(arr.dtype, copy=False)  # IEEE division in w's dtype
+        r = np.where(wm == 0, dtype(0), r)
+        for n in range(1, n_codebooks + 1):
+            m, e = np.frexp(np.abs(r))
+            k = e.astype(np.int64) - 1 + (m > 0.75)
+            j = 2 - n - k
+            take = (r != 0) & (j <= half)
+            s = np.sign(r)
+            index_flat[block, n - 1] = np.where(take, s * j, 0).astype(np.int8)
+            step = np.ldexp(one, np.where(take, k, 0).astype(np.int32)).astype(arr.dtype)
+            r = np.where(take, r - s * step, r).astype(arr.dtype, copy=False)
     scale = np.asarray(wmax, dtype=np.float64)
     scale = scale.reshape(()) if ax is None else scale.reshape(-1)
     return ShiftCode(index=index, scale=scale, n_codebooks=n_codebooks, bits=bits, axis=ax)
@@ -396,12 +458,17 @@ def quantize_log(
     if not signed and np.any(arr < 0):
         bad = arr[arr < 0].flat[0]
         raise ValueError(f"x must be non-negative when signed is False, got {bad!r}")
-    mag = np.abs(arr)
-    nonzero = mag != 0
-    e = _nearest_log_exponent(np.where(nonzero, mag, mag.dtype.type(1)), fmt.k)
-    sign = np.sign(arr).astype(np.int8)  # 0 for zeros
-    e, sign = _clip_log(e, sign, fmt)
-    return LogCode(exponent=e, sign=sign, format=fmt)
+    flat = _c_order(arr).reshape(-1)
+    exponent = np.empty(arr.shape, dtype=np.int64)
+    signs = np.empty(arr.shape, dtype=np.int8)
+    e_flat, s_flat = exponent.reshape(-1), signs.reshape(-1)
+    for block in _blocks(flat.size):  # elementwise, in blocks: temporaries stay small
+        part = flat[block]
+        mag = np.abs(part)
+        e = _nearest_log_exponent(np.where(mag != 0, mag, mag.dtype.type(1)), fmt.k)
+        sign = np.sign(part).astype(np.int8)  # 0 for zeros
+        e_flat[block], s_flat[block] = _clip_log(e, sign, fmt)
+    return LogCode(exponent=exponent, sign=signs, format=fmt)
 
 
 def _ceil_root(n: int, q: int) -> int:

@@ -2,9 +2,24 @@
 
 :func:`sweep` evaluates a target at every point of a grid (the Cartesian product of the values
 given for each parameter) on local processes (default), in this process, or on a Dask cluster
-(pass a ``distributed.Client``). Each finished point is appended to a JSON-lines results file at
-once (one object per line, flushed and synced), so an interrupted sweep loses nothing finished;
-run the same call again and it computes only the missing points, each exactly once.
+(pass a ``distributed.Client``). Each finished point is stored in the results file at once (JSON
+lines, JSON, CSV or Parquet by the file's suffix: :mod:`shiftsim.io.results`), so an interrupted
+sweep loses nothing finished; run the same call again and it computes only the missing points,
+each exactly once.
+
+Design of the guarantees:
+
+- *Identity.* Each record carries the point's key and the identity of the target and its base
+  configuration (:func:`target_identity`); a results file of another configuration is refused.
+- *One writer.* A sweep holds an exclusive lock on ``<out>.lock`` from reading the file to its
+  last write; a second sweep on the same file waits, then re-reads the finished points under
+  the lock and computes only what is missing. The system drops the lock when its holder dies.
+- *Failures.* A point that raises is recorded with its ``error`` and the sweep goes on; the
+  output path is checked before any point is computed. ``retry_failed`` computes them again.
+- *Workers* die with the sweep's process (``PR_SET_PDEATHSIG`` on Linux, and a parent watchdog).
+
+The module is also callable as :func:`sweep` (deprecated; use ``shiftsim.sweep.sweep`` or
+``shiftsim.run_sweep``), for code written when ``shiftsim.sweep`` was the function.
 
 Targets: any picklable callable ``point -> dict`` (``point`` maps parameter names to values), or
 :class:`NetworkTarget` / :class:`LayerTarget`, which apply the point to a base datapath (and
@@ -13,14 +28,24 @@ hardware) and simulate a network or a layer.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import enum
+import functools
+import hashlib
 import itertools
 import json
 import math
 import multiprocessing
 import os
+import pickle
+import signal
+import sys
+import threading
 import time
+import types
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -31,7 +56,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shiftsim.counts import Counts
-from shiftsim.datapath.base import Datapath
+from shiftsim.datapath.base import LEVELS, Datapath
+from shiftsim.formats import as_float_array, check_int
+from shiftsim.io.results import ResultsFile, read_results
 from shiftsim.layers import Conv2d, Linear
 from shiftsim.network import Network, Requant, conv_float
 
@@ -46,6 +73,7 @@ __all__ = [
     "point_key",
     "read_results",
     "sweep",
+    "target_identity",
 ]
 
 Point = dict[str, Any]
@@ -188,6 +216,22 @@ def _unknown(rest: Point, datapath: Datapath, hardware: Any) -> ValueError:
     )
 
 
+def _check_instance(name: str, value: Any, kind: type | tuple[type, ...]) -> None:
+    if not isinstance(value, kind):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise TypeError(f"{name} must be a {names}, got {type(value).__name__}")
+
+
+def _check_common(owner: str, datapath: Any, hardware: Any, level: Any) -> None:
+    from shiftsim.hardware import Hardware
+
+    _check_instance(f"{owner}.datapath", datapath, Datapath)
+    if hardware is not None:
+        _check_instance(f"{owner}.hardware", hardware, Hardware)
+    if level not in LEVELS:
+        raise ValueError(f"{owner}.level must be one of {LEVELS}, got {level!r}")
+
+
 def _counts_dict(counts: Counts) -> dict[str, int | float]:
     return {k: v for k, v in dataclasses.asdict(counts).items()}
 
@@ -240,8 +284,33 @@ class NetworkTarget:
     level: str = "functional"
     max_hw: int | None = None
 
-    def __call__(self, point: Mapping[str, Any]) -> dict[str, Any]:
-        """Evaluate one point."""
+    def __post_init__(self) -> None:
+        _check_instance("NetworkTarget.network", self.network, Network)
+        _check_common("NetworkTarget", self.datapath, self.hardware, self.level)
+        _check_instance("NetworkTarget.requant", self.requant, Requant)
+        check_int("NetworkTarget.batch", self.batch, 1)
+        check_int("NetworkTarget.seed", self.seed, 0)
+        if self.max_hw is not None:
+            check_int("NetworkTarget.max_hw", self.max_hw, 1)
+        if self.x is not None:
+            x = as_float_array(self.x, "NetworkTarget.x")
+            if x.ndim < 1 or len(x) < 1:
+                raise ValueError(f"NetworkTarget.x must hold a batch of inputs, got {x.shape}")
+        if self.labels is not None:
+            if self.x is None:
+                raise ValueError("NetworkTarget.labels needs x (the inputs they label)")
+            labels = np.asarray(self.labels)
+            if labels.dtype.kind not in "iu" or labels.shape != (len(self.x),):
+                raise ValueError(
+                    f"NetworkTarget.labels must be {len(self.x)} integers (one per input), got "
+                    f"dtype {labels.dtype}, shape {labels.shape}"
+                )
+
+    def check(self, point: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` if ``point`` names an unknown field or holds a bad value."""
+        self._configure(point)
+
+    def _configure(self, point: Mapping[str, Any]) -> tuple[Datapath, Any, Requant]:
         datapath, hardware, rest = apply_point(point, self.datapath, self.hardware)
         requant = self.requant
         for name in ("mult_bits", "power_of_two"):
@@ -250,6 +319,11 @@ class NetworkTarget:
                 requant = dataclasses.replace(requant, **{name: value})
         if rest:
             raise _unknown(rest, datapath, hardware)
+        return datapath, hardware, requant
+
+    def __call__(self, point: Mapping[str, Any]) -> dict[str, Any]:
+        """Evaluate one point."""
+        datapath, hardware, requant = self._configure(point)
         t0 = time.perf_counter()
         out: dict[str, Any] = {}
         if self.x is not None:
@@ -310,6 +384,29 @@ class LayerTarget:
     hardware: Any = None
     level: str = "functional"
 
+    def __post_init__(self) -> None:
+        _check_instance("LayerTarget.layer", self.layer, (Conv2d, Linear))
+        _check_common("LayerTarget", self.datapath, self.hardware, self.level)
+        w = as_float_array(self.w, "LayerTarget.w")
+        if w.shape != self.layer.weight_shape:
+            raise ValueError(
+                f"LayerTarget.w must have shape {self.layer.weight_shape}, got {w.shape}"
+            )
+        self.layer.check_input_shape(as_float_array(self.x, "LayerTarget.x").shape, "LayerTarget.x")
+        if self.bias is not None:
+            bias = as_float_array(self.bias, "LayerTarget.bias")
+            if bias.shape != (self.layer.weight_shape[0],):
+                raise ValueError(
+                    f"LayerTarget.bias must have shape {(self.layer.weight_shape[0],)}, got "
+                    f"{bias.shape}"
+                )
+
+    def check(self, point: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` if ``point`` names an unknown field or holds a bad value."""
+        datapath, hardware, rest = apply_point(point, self.datapath, self.hardware)
+        if rest:
+            raise _unknown(rest, datapath, hardware)
+
     def __call__(self, point: Mapping[str, Any]) -> dict[str, Any]:
         """Evaluate one point."""
         datapath, hardware, rest = apply_point(point, self.datapath, self.hardware)
@@ -354,104 +451,177 @@ def _arith(name: str) -> bool:
     return name in _ARITH
 
 
-# ------------------------------------------------------------------------ results file
-def read_results(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a results file (JSON lines); a torn last line (a crash mid-write) is skipped.
+# ------------------------------------------------------------------------ identity
+def _fingerprint(obj: Any, depth: int = 0) -> Any:
+    """A canonical, JSON-able description of ``obj``: arrays by digest, objects by fields."""
+    if depth > 40:
+        raise ValueError("target is nested too deeply to take its identity")
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, enum.Enum):
+        return f"{type(obj).__qualname__}.{obj.name}"
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return repr(float(obj))
+    if isinstance(obj, np.ndarray):
+        arr = np.ascontiguousarray(obj)
+        digest = hashlib.sha256(arr.view(np.uint8).reshape(-1).tobytes()).hexdigest()
+        return {"ndarray": str(arr.dtype), "shape": list(arr.shape), "sha256": digest}
+    if isinstance(obj, (list, tuple)):
+        return [_fingerprint(v, depth + 1) for v in obj]
+    if isinstance(obj, Mapping):
+        return {str(k): _fingerprint(v, depth + 1) for k, v in sorted(obj.items(), key=str)}
+    if isinstance(obj, functools.partial):
+        return {
+            "partial": _fingerprint(obj.func, depth + 1),
+            "args": _fingerprint(obj.args, depth + 1),
+            "keywords": _fingerprint(obj.keywords, depth + 1),
+        }
+    kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        return {"type": kind, "fields": _fingerprint(fields, depth + 1)}
+    if callable(obj) and hasattr(obj, "__qualname__"):  # a function or a class
+        return f"{getattr(obj, '__module__', '?')}.{obj.__qualname__}"
+    public = {k: v for k, v in getattr(obj, "__dict__", {}).items() if not k.startswith("_")}
+    if public:
+        return {"type": kind, "fields": _fingerprint(public, depth + 1)}
+    return {"type": kind, "repr": repr(obj)}
 
-    Raises
-    ------
-    ValueError
-        If a line other than the last is not a JSON object with a ``key``.
+
+def target_identity(target: Any, config: Mapping[str, Any] | None = None) -> str:
+    """The identity of a target and its base configuration: a 16-digit hex digest.
+
+    It covers everything that determines a point's result apart from the point: for
+    :class:`NetworkTarget` and :class:`LayerTarget` the network or layer (structure and weight
+    values), the inputs and labels, the base datapath and hardware, the requantisation, level,
+    batch, seed and input size; for a function its module and name (pass ``config`` to
+    :func:`sweep` to add what else it depends on). Arrays count by value (SHA-256 digests).
+
+    Examples
+    --------
+    >>> from shiftsim.datapath.shift_add import ShiftAddDatapath
+    >>> layer = Conv2d(1, 1, 1)
+    >>> w, x = np.ones((1, 1, 1, 1)), np.ones((1, 1, 2, 2))
+    >>> a = LayerTarget(layer=layer, w=w, x=x, datapath=ShiftAddDatapath())
+    >>> b = LayerTarget(layer=layer, w=w, x=x, datapath=ShiftAddDatapath(acc_bits=8))
+    >>> target_identity(a) == target_identity(b)
+    False
     """
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read results file: {exc}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a results file (not UTF-8 text)") from None
-    records = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict) or "key" not in rec:
-                raise ValueError("no key")
-        except ValueError:
-            if i == len(lines):
-                continue  # torn last line
-            raise ValueError(
-                f"{path}: line {i}: not a sweep result (JSON object with key)"
-            ) from None
-        records.append(rec)
-    return records
-
-
-def _repair(path: Path) -> None:
-    """Drop a torn last line so that appends start on a fresh line."""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        with path.open("r+b") as fh:
-            fh.truncate(cut)
-
-
-def _append(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, sort_keys=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _record(point: Point, key: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
-    if not isinstance(metrics, Mapping):
-        raise TypeError(f"the target must return a dict, got {type(metrics).__name__}")
-    rec: dict[str, Any] = {"key": key}
-    rec.update({k: _plain(v) for k, v in point.items()})
-    for k, v in metrics.items():
-        if k in rec:
-            raise ValueError(f"the target returned {k!r}, which is a grid parameter or 'key'")
-        rec[k] = _plain(v)
-    return rec
+    desc = {"target": _fingerprint(target), "config": _fingerprint(dict(config or {}))}
+    text = json.dumps(desc, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 # ------------------------------------------------------------------------ execution
-def _run_serial(fn: Callable[[Point], Any], todo: list[Point]) -> Iterator[tuple[Point, Any]]:
+def _evaluate(fn: Callable[[Point], Any], point: Point) -> tuple[bool, Any]:
+    """Run one point: ``(True, metrics)`` or ``(False, "Error: message")``, never raises."""
+    try:
+        metrics = fn(point)
+        if not isinstance(metrics, Mapping):
+            raise TypeError(f"the target must return a dict, got {type(metrics).__name__}")
+        return True, dict(metrics)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return False, f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Pool worker start-up: die with the parent process (item: no orphaned worker).
+
+    On Linux the kernel sends SIGKILL to the worker when its parent dies (``prctl
+    PR_SET_PDEATHSIG``); everywhere, a daemon thread checks every 0.2 s that the parent is
+    still the one that started the worker and exits when it is not.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no usable libc
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
+    threading.Thread(
+        target=_watch_parent, args=(parent_pid,), name="shiftsim-parent-watch", daemon=True
+    ).start()
+
+
+def _watch_parent(parent_pid: int) -> None:  # pragma: no cover - runs in the workers
+    while True:
+        time.sleep(0.2)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
+Outcome = tuple[Point, bool, Any]
+
+
+def _run_serial(fn: Callable[[Point], Any], todo: list[Point]) -> Iterator[Outcome]:
     for point in todo:
-        yield point, fn(point)
+        yield (point, *_evaluate(fn, point))
 
 
 def _run_pool(
     fn: Callable[[Point], Any], todo: list[Point], workers: int | None
-) -> Iterator[tuple[Point, Any]]:
+) -> Iterator[Outcome]:
     # spawn, not fork: forking a process whose numba threading layer (OpenMP) is running aborts
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        pending: dict[Future[Any], Point] = {pool.submit(fn, p): p for p in todo}
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
+    ) as pool:
+        pending: dict[Future[Any], Point] = {pool.submit(_evaluate, fn, p): p for p in todo}
         try:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     point = pending.pop(fut)
-                    yield point, fut.result()
+                    try:
+                        ok, value = fut.result()
+                    except Exception as exc:  # a worker died (BrokenProcessPool), not the target
+                        ok, value = False, f"{type(exc).__name__}: {exc}"
+                    yield point, ok, value
         finally:
             for fut in pending:
                 fut.cancel()
 
 
-def _run_dask(
-    fn: Callable[[Point], Any], todo: list[Point], client: Any
-) -> Iterator[tuple[Point, Any]]:
+def _run_dask(fn: Callable[[Point], Any], todo: list[Point], client: Any) -> Iterator[Outcome]:
     from distributed import as_completed
 
-    futures = {client.submit(fn, p, pure=False): i for i, p in enumerate(todo)}
+    futures = {client.submit(_evaluate, fn, p, pure=False): i for i, p in enumerate(todo)}
     try:
         for fut in as_completed(list(futures)):
-            yield todo[futures[fut]], fut.result()
+            point = todo[futures[fut]]
+            try:
+                ok, value = fut.result()
+            except Exception as exc:  # a lost worker or a cancelled task
+                ok, value = False, f"{type(exc).__name__}: {exc}"
+            yield point, ok, value
     finally:
         for fut in futures:
             fut.cancel()
+
+
+def _record(point: Point, key: str, config: str, ok: bool, value: Any) -> dict[str, Any]:
+    rec: dict[str, Any] = {"key": key, "config": config}
+    rec.update({k: _plain(v) for k, v in point.items()})
+    if not ok:
+        rec["error"] = str(value)
+        return rec
+    for k, v in value.items():
+        if k in rec or k == "error":
+            rec["error"] = f"ValueError: the target returned {k!r}, a grid parameter or reserved"
+            return {k2: v2 for k2, v2 in rec.items() if k2 in ("key", "config", "error", *point)}
+        rec[k] = _plain(v)
+    return rec
+
+
+def _failed(rec: Mapping[str, Any]) -> bool:
+    return isinstance(rec.get("error"), str) and bool(rec["error"])
 
 
 def sweep(
@@ -462,8 +632,10 @@ def sweep(
     client: Any = None,
     workers: int | None = None,
     progress: bool = True,
+    config: Mapping[str, Any] | None = None,
+    retry_failed: bool = False,
 ) -> pd.DataFrame:
-    """Evaluate ``target`` at every point of ``grid``; resumable, parallel.
+    """Evaluate ``target`` at every point of ``grid``; resumable, parallel, exactly once.
 
     Parameters
     ----------
@@ -473,27 +645,38 @@ def sweep(
     grid : dict of str -> list
         Parameter values; the sweep covers their Cartesian product.
     out : str or Path, optional
-        JSON-lines results file. Each finished point is appended at once; points already in
-        the file are not computed again (resume), and none is written twice.
+        Results file; its suffix picks the format (``.jsonl``, ``.json``, ``.csv``,
+        ``.parquet``: :mod:`shiftsim.io.results`). Each finished point is stored at once;
+        points already in the file are not computed again (resume). The file belongs to one
+        configuration (:func:`target_identity`): a file written for another target or base
+        configuration is refused, never mixed in. One sweep at a time writes a file: a second
+        sweep on the same file waits for the first (an exclusive lock on ``<out>.lock``) and
+        then computes only what is still missing, so no point is computed or written twice.
     client : distributed.Client, optional
         Run the points on this Dask cluster.
     workers : int, optional
         Local processes (default: the CPU count), started with ``spawn`` (the target must be
         importable: a module-level function or one of the targets here); 1 runs in this
-        process. Ignored with ``client``.
+        process. Ignored with ``client``. Workers die with the sweep's process.
     progress : bool, default True
-        Show a tqdm progress bar.
+        Show a tqdm progress bar (and say so when waiting for another sweep's lock).
+    config : dict, optional
+        More identity for the results file, e.g. the version of a function target's code.
+    retry_failed : bool, default False
+        Compute again the points recorded as failed (their records are replaced).
 
     Returns
     -------
     pandas.DataFrame
-        One row per grid point, in grid order: the parameters, then the metrics.
+        One row per grid point, in grid order: the parameters, then the metrics, and an
+        ``error`` column (``None`` where the point succeeded) when a point failed.
 
     Raises
     ------
     ValueError
-        A bad grid or results file, or a point the target rejects (the points finished before
-        it stay in the results file).
+        A bad grid, a point the target rejects (checked for every point before any is
+        computed), an unwritable or foreign results file. A point that fails while it runs
+        does not stop the sweep: it is recorded with its ``error`` (and a warning is given).
 
     Examples
     --------
@@ -511,37 +694,105 @@ def sweep(
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
     ):
         raise ValueError(f"workers must be a positive int, got {workers!r}")
+    if config is not None and not isinstance(config, Mapping):
+        raise TypeError(f"config must be a dict or None, got {type(config).__name__}")
     points = grid_points(grid)
     keys = [point_key(p) for p in points]
     if len(set(keys)) != len(keys):
         raise ValueError(f"grid holds repeated values: {grid!r}")
-    done: dict[str, dict[str, Any]] = {}
-    path = None if out is None else Path(out)
-    if path is not None and path.exists():
-        for rec in read_results(path):
+    check = getattr(target, "check", None)
+    if callable(check):
+        for point in points:  # reject a bad grid before any work
+            check(point)
+    ident = target_identity(target, config)
+    results = None if out is None else ResultsFile(out)
+    if results is not None:
+        results.check_writable()
+    lock = (
+        contextlib.nullcontext()
+        if results is None
+        else results.lock(
+            on_wait=lambda: (
+                progress
+                and print(
+                    f"sweep: waiting for another sweep writing {out} to finish", file=sys.stderr
+                )
+            )
+        )
+    )
+    with lock:
+        records = [] if results is None else results.load()
+        foreign = [r for r in records if r.get("config") != ident]
+        if foreign:
+            raise ValueError(
+                f"results file {str(out)!r} holds {len(foreign)} result(s) of another "
+                f"configuration (config {foreign[0].get('config')!r}, this sweep is {ident!r}: "
+                "a different target, network, inputs, datapath, hardware, level, batch, seed "
+                "or size); write to another file, or delete it to start over"
+            )
+        if retry_failed and any(_failed(r) for r in records):
+            records = [r for r in records if not _failed(r)]
+            assert results is not None
+            results.rewrite(records)
+        done: dict[str, dict[str, Any]] = {}
+        for rec in records:
             done.setdefault(rec["key"], rec)
-        _repair(path)
-    todo = [p for p, k in zip(points, keys) if k not in done]
-    if client is not None:
-        runner = _run_dask(target, todo, client)
-    elif workers == 1 or len(todo) <= 1:
-        runner = _run_serial(target, todo)
-    else:
-        runner = _run_pool(target, todo, workers)
-    with tqdm(
-        total=len(points),
-        initial=len(points) - len(todo),
-        disable=not progress,
-        desc="sweep",
-        unit="pt",
-    ) as bar:
-        for point, metrics in runner:
-            key = point_key(point)
-            rec = _record(point, key, metrics)
-            if path is not None:
-                _append(path, rec)
-            done[key] = rec
-            bar.update(1)
+        todo = [p for p, k in zip(points, keys) if k not in done]
+        if client is not None:
+            runner = _run_dask(target, todo, client)
+        elif workers == 1 or len(todo) <= 1:
+            runner = _run_serial(target, todo)
+        else:
+            try:
+                pickle.dumps(target)
+            except Exception as exc:
+                raise TypeError(
+                    f"target must be picklable to run on processes (or pass workers=1): {exc}"
+                ) from None
+            runner = _run_pool(target, todo, workers)
+        with tqdm(
+            total=len(points),
+            initial=len(points) - len(todo),
+            disable=not progress,
+            desc="sweep",
+            unit="pt",
+        ) as bar:
+            for point, ok, value in runner:
+                rec = _record(point, point_key(point), ident, ok, value)
+                records.append(rec)
+                if results is not None:
+                    results.append(rec, records)
+                done[rec["key"]] = rec
+                bar.update(1)
     rows = [done[k] for k in keys]
-    frame = pd.DataFrame(rows).drop(columns="key")
+    n_failed = sum(_failed(r) for r in rows)
+    if n_failed:
+        first = next(r["error"] for r in rows if _failed(r))
+        warnings.warn(
+            f"{n_failed} of {len(rows)} sweep points failed (see the 'error' column); "
+            f"the first: {first}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    frame = pd.DataFrame(rows).drop(columns=["key", "config"], errors="ignore")
+    if "error" in frame.columns:
+        frame = frame[[c for c in frame.columns if c != "error"] + ["error"]]
+        errors = [e if isinstance(e, str) else None for e in frame["error"]]
+        frame["error"] = pd.Series(errors, index=frame.index, dtype=object)
     return frame
+
+
+class _CallableModule(types.ModuleType):
+    """The module, callable as :func:`sweep` for code written when ``shiftsim.sweep`` was it."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        warnings.warn(
+            "calling the module shiftsim.sweep is deprecated: call shiftsim.sweep.sweep(...) "
+            "or shiftsim.run_sweep(...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return sweep(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -187,7 +187,8 @@ def test_verify_digits_layer(capsys) -> None:
         (["sweep", "--model", "digits", "--out", "{out}", "--grid-file", "{bad}"], "TOML"),
         (["verify", "--model", "digits", "--layer", "conv9"], "no layer 'conv9'"),
         (["report", "{missing}"], "no such file"),
-        (["report", "{bad}"], "not a sweep result"),
+        (["report", "{bad}"], "unknown suffix '.onnx'"),
+        (["report", "{badjsonl}"], "line 1: not a sweep result"),
         (["report", "{csv}", "--plot", "{png}", "--kind", "line"], "needs --x and --y"),
         (["report", "{csv}", "--plot", "{png}", "--y", "nope"], "no column 'nope'"),
     ],
@@ -195,12 +196,15 @@ def test_verify_digits_layer(capsys) -> None:
 def test_errors_are_one_line_and_exit_2(capsys, tmp_path: Path, argv, needle: str) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_text("garbage {\nmore\n")
+    badjsonl = tmp_path / "bad.jsonl"
+    badjsonl.write_text("garbage {\nmore\n")
     badcsv = tmp_path / "bad.csv"
     badcsv.write_text(TOPO.splitlines()[0] + "\nA,1,2\n")
     csv = tmp_path / "t.csv"
     csv.write_text("layer,op,adds\nc,conv,3\n")
     subst = dict(
         bad=bad,
+        badjsonl=badjsonl,
         badcsv=badcsv,
         out=tmp_path / "o.jsonl",
         missing=tmp_path / "none",

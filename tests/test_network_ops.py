@@ -296,3 +296,36 @@ def test_requant_accepts_numpy_integers() -> None:
         Requant(mult_bits=8.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"mult_bits must be in \[1, 31\], got 32"):
         Requant(mult_bits=np.int32(32))
+
+
+def test_a_tensor_read_by_datapaths_of_different_widths(rng: np.random.Generator) -> None:
+    """conv0's output feeds a 4-bit shift-add layer and an 8-bit MAC layer: the MAC layer's
+    input is requantised from the 4-bit tensor (the first reader's format), exactly."""
+    c = Conv2d(2, 2, 1)
+    nodes = [
+        Conv(name="c0", layer=c, weight=rng.standard_normal((2, 2, 1, 1))),
+        Relu(name="r0"),
+        Conv(name="a", layer=c, weight=rng.standard_normal((2, 2, 1, 1)), inputs=("r0",)),
+        Conv(name="b", layer=c, weight=rng.standard_normal((2, 2, 1, 1)), inputs=("r0",)),
+        Concat(name="cat", axis=1, inputs=("a", "b")),
+    ]
+    net = Network(nodes, input_shape=(2, 3, 3))
+    x = rng.random((2, 2, 3, 3))
+    shift4 = ShiftAddDatapath(act=FixedFormat(4, 0, signed=False))
+    mac8 = FixedMacDatapath(acc_bits=40)
+    res = net.run(x, {"c0": mac8, "a": shift4, "b": mac8})
+    table = res.table.set_index("layer")
+    assert table.loc["a", "datapath"] == "shift(N=2,B=4,a4)"
+    assert table.loc["b", "datapath"] == "mac(w8,a8)"
+    # b requantises its 4-bit input to 8 bits (one multiply per value), then its output
+    assert table.loc["b", "requant_mults"] == 2 * 2 * 9 * 2  # its input and its output
+    assert np.isfinite(res.output).all()
+
+
+def test_run_layers_with_a_conv_transpose() -> None:
+    rng = np.random.default_rng(5)
+    node = ConvTranspose(name="up", weight=rng.standard_normal((3, 2, 2, 2)), stride=(2, 2))
+    net = Network([node], input_shape=(3, 4, 4))
+    assert net.layer_input_shapes(2) == {"up": (2, 3, 9, 9)}  # zero-inserted, padded by 1
+    res = net.run_layers(ShiftAddDatapath(), batch=2)
+    assert list(res.table["shape"]) == ["2x8x8"] and res.table["macs"].iloc[0] == 2 * 2 * 64 * 12

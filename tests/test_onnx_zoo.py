@@ -227,7 +227,32 @@ def m_constants():
     return build(nodes, inits, [2, 4, 4], opset=13, out_shape=("n", "c", "h", "w"))
 
 
+def m_old_opsets():
+    """Opset 9 attributes: Clip min/max, Pad pads, Upsample, Slice starts/ends, Softmax axis 1."""
+    nodes = [
+        conv("x", "c", "w"),
+        helper.make_node("Clip", ["c"], ["r6"], min=0.0, max=6.0),
+        helper.make_node("Pad", ["r6"], ["pd"], pads=[0, 0, 1, 0, 0, 0, 0, 1]),
+        helper.make_node("Upsample", ["pd", "scales"], ["up"], mode="nearest"),
+        helper.make_node("Slice", ["up"], ["sl"], starts=[1, 0], ends=[3, -1], axes=[1, 3]),
+        helper.make_node("Cast", ["sl"], ["ca"], to=TensorProto.FLOAT),
+        helper.make_node("Sum", ["ca", "ca"], ["su"]),
+        helper.make_node("GlobalMaxPool", ["su"], ["gm"]),
+        helper.make_node("Flatten", ["gm"], ["f"]),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["g"], transB=1),
+        helper.make_node("Softmax", ["g"], ["y"]),
+    ]
+    inits = [
+        weight("w", 3, 2, 1, 1),
+        const("scales", [1.0, 1.0, 2.0, 3.0]),
+        weight("wf", 4, 2),
+        weight("bf", 4),
+    ]
+    return build(nodes, inits, [2, 3, 3], opset=9)
+
+
 MODELS: dict[str, Callable[[], onnx.ModelProto]] = {
+    "old_opsets": m_old_opsets,
     "concat_squeeze_excite": m_concat_squeeze_excite,
     "activations": m_activations,
     "identity_bn_anywhere": m_identity_bn_anywhere,
@@ -313,6 +338,7 @@ def test_ops_that_torchscript_and_dynamo_emit_are_read(zoo) -> None:
             "mean",
         },
         "constants": {"affine"},
+        "old_opsets": {"clip", "pad", "upsample", "slice", "add", "maxpool", "softmax"},
     }[name]
     assert expected <= ops
 

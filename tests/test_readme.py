@@ -22,7 +22,8 @@ def test_readme_doctests() -> None:
 @pytest.mark.jit_only
 def test_readme_python_blocks_run() -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    scripts = [b for b in blocks if not b.lstrip().startswith(">>>")]
+    # the torch export example runs in test_readme_torch.py (torch is optional)
+    scripts = [b for b in blocks if not b.lstrip().startswith(">>>") and "import torch" not in b]
     assert len(scripts) >= 3
     namespace: dict[str, object] = {}
     exec(compile("\n".join(scripts), str(README), "exec"), namespace)

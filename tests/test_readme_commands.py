@@ -70,9 +70,26 @@ def _small_onnx(path: Path) -> None:
     onnx.save(model, str(path))
 
 
+def _inputs(path: Path) -> None:
+    """Inputs for model.onnx, with negative values (the README's x.npy)."""
+    np.save(path, np.random.default_rng(8).standard_normal((4, 3, 8, 8)))
+
+
+def _layers_toml(path: Path) -> None:
+    """The README's layers.toml, as the README shows it."""
+    (block,) = [
+        b
+        for b in re.findall(r"```toml\n(.*?)```", README.read_text(), re.S)
+        if b.startswith("# layers.toml")
+    ]
+    path.write_text(block)
+
+
 # files the README's commands read that no earlier command writes
 FIXTURES: dict[str, Callable[[Path], None]] = {
     "model.onnx": _small_onnx,
+    "x.npy": _inputs,
+    "layers.toml": _layers_toml,
 }
 
 

@@ -104,15 +104,18 @@ def test_unknown_parameter_is_one_clear_error() -> None:
 def test_resume_skips_finished_points_and_repairs_a_torn_line(tmp_path: Path) -> None:
     target = layer_target()
     out = tmp_path / "r.jsonl"
-    first = sweep(target, {"n_codebooks": [1], "bits": [2, 4]}, out=out, workers=1, progress=False)
-    with out.open("a") as fh:
-        fh.write('{"key": "torn')  # a crash in the middle of a write
     calls: list[dict] = []
 
     def counting(point):
         calls.append(dict(point))
         return target(point)
 
+    first = sweep(
+        counting, {"n_codebooks": [1], "bits": [2, 4]}, out=out, workers=1, progress=False
+    )
+    with out.open("a") as fh:
+        fh.write('{"key": "torn')  # a crash in the middle of a write
+    calls.clear()
     full = sweep(counting, GRID, out=out, workers=1, progress=False)
     assert calls == [{"n_codebooks": 2, "bits": 2}, {"n_codebooks": 2, "bits": 4}]
     assert len(full) == 4

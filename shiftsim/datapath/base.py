@@ -6,6 +6,12 @@ Also the operand checks and layout conversions the subclasses' ``prepare`` and `
 from __future__ import annotations
 
 import abc
+import contextlib
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +23,11 @@ from shiftsim.formats import FixedFormat, as_float_array
 from shiftsim.layers import Conv2d, Linear
 
 __all__ = [
+    "GOLDEN_LIMIT_S",
+    "GOLDEN_NOTICE_S",
     "INT64_MAX",
     "LEVELS",
+    "Progress",
     "Datapath",
     "LayerResult",
     "Prepared",
@@ -34,6 +43,80 @@ LEVELS = ("functional", "golden", "cycle")
 
 #: Largest int64: the kernels' worst-case partial sums are checked against it.
 INT64_MAX = (1 << 63) - 1
+
+#: Default limit on the golden model's estimated run time per layer, in seconds
+#: (``Datapath.run(golden_limit_s=...)``; the ``SHIFTSIM_GOLDEN_LIMIT_S`` variable overrides it).
+GOLDEN_LIMIT_S = 600.0
+
+#: Above this estimated run time the golden model warns and shows its progress.
+GOLDEN_NOTICE_S = 10.0
+
+#: ``progress(done, total)``: a golden model's report, once per (batch item, output channel).
+Progress = Callable[[int, int], None]
+
+
+def golden_limit() -> float:
+    """The golden model's default time limit: ``SHIFTSIM_GOLDEN_LIMIT_S`` or GOLDEN_LIMIT_S."""
+    text = os.environ.get("SHIFTSIM_GOLDEN_LIMIT_S")
+    if text is None or not text.strip():
+        return GOLDEN_LIMIT_S
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(
+            f"SHIFTSIM_GOLDEN_LIMIT_S must be a number of seconds, got {text!r}"
+        ) from None
+    return _check_limit("SHIFTSIM_GOLDEN_LIMIT_S", value)
+
+
+def _check_limit(name: str, value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    if not value > 0:  # NaN too
+        raise ValueError(f"{name} must be > 0 seconds (inf: no limit), got {value!r}")
+    return float(value)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@contextlib.contextmanager
+def _progress_bar(label: str) -> Iterator[Progress]:
+    """A :data:`Progress` that draws on stderr (tqdm when installed, else a line a second)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with the reports extra
+        last = [0.0]
+
+        def report(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 1.0:
+                last[0] = now
+                sys.stderr.write(f"{label}: {done}/{total} output channels\n")
+
+        yield report
+        return
+    bar = tqdm(desc=label, unit="ch", file=sys.stderr, mininterval=1.0)
+    try:
+
+        def update(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh() if done == 0 else bar.update(0)
+
+        yield update
+        if bar.total is not None:  # finished: the last channel is done too
+            bar.n = bar.total
+            bar.refresh()
+    finally:
+        bar.close()
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,6 +143,40 @@ class LayerResult:
     scale: float | NDArray[np.float64]
     counts: Counts
     trace: NDArray[Any] | None = None
+
+    def __post_init__(self) -> None:
+        y = self.y_raw
+        if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu":
+            raise TypeError(
+                f"LayerResult.y_raw must be an integer ndarray, got {type(y).__name__}"
+                f"{f' of dtype {y.dtype}' if isinstance(y, np.ndarray) else ''}"
+            )
+        if y.ndim < 2:
+            raise ValueError(
+                f"LayerResult.y_raw must have a batch and a channel axis, got {y.shape}"
+            )
+        if not isinstance(self.out_format, FixedFormat):
+            raise TypeError(
+                f"LayerResult.out_format must be a FixedFormat, got {self.out_format!r}"
+            )
+        if not isinstance(self.counts, Counts):
+            raise TypeError(
+                f"LayerResult.counts must be a Counts, got {type(self.counts).__name__}"
+            )
+        if self.trace is not None and not isinstance(self.trace, np.ndarray):
+            raise TypeError(f"LayerResult.trace must be an ndarray or None, got {self.trace!r}")
+        if isinstance(self.scale, (bool, np.bool_)) or not isinstance(
+            self.scale, (int, float, np.integer, np.floating, np.ndarray)
+        ):
+            raise TypeError(f"LayerResult.scale must be a float or an array, got {self.scale!r}")
+        scale = np.asarray(self.scale, dtype=np.float64)
+        if scale.shape not in ((), (y.shape[1],)):
+            raise ValueError(
+                f"LayerResult.scale must have shape () or ({y.shape[1]},) (one per output "
+                f"channel), got {scale.shape}"
+            )
+        if not np.all(np.isfinite(scale)) or np.any(scale < 0):
+            raise ValueError(f"LayerResult.scale must be finite and >= 0, got {self.scale!r}")
 
     @property
     def y(self) -> NDArray[np.float64]:
@@ -125,6 +242,7 @@ class Datapath(abc.ABC):
         hardware: Any = None,
         trace: bool = False,
         max_cycles: int | None = None,
+        golden_limit_s: float | None = None,
     ) -> LayerResult:
         """Run one layer.
 
@@ -146,6 +264,12 @@ class Datapath(abc.ABC):
             With ``level="cycle"``, also return the per-cycle trace.
         max_cycles : int, optional
             With ``level="cycle"``, stop with an error past this many cycles.
+        golden_limit_s : float, optional
+            With ``level="golden"``: refuse (``ValueError``, before any work) a layer whose
+            estimated golden run time (:meth:`golden_seconds`) exceeds this many seconds.
+            Default: the ``SHIFTSIM_GOLDEN_LIMIT_S`` environment variable, else
+            :data:`GOLDEN_LIMIT_S`. Above :data:`GOLDEN_NOTICE_S` the run warns with its
+            estimate and shows its progress on stderr.
 
         Returns
         -------
@@ -159,7 +283,7 @@ class Datapath(abc.ABC):
         if level == "functional":
             return self.run_functional(layer, operands)
         if level == "golden":
-            return self.run_golden(layer, operands)
+            return self._run_golden_bounded(layer, operands, golden_limit_s)
         from shiftsim.cycle import run_cycle  # the cycle model builds on the datapaths
 
         return run_cycle(self, layer, operands, hardware, trace=trace, max_cycles=max_cycles)
@@ -182,8 +306,58 @@ class Datapath(abc.ABC):
     def run_functional(self, layer: Conv2d | Linear, operands: Any) -> LayerResult:
         """The numba kernels."""
 
+    def golden_seconds(self, layer: Conv2d | Linear, input_shape: tuple[int, ...]) -> float:
+        """A rough estimate of the golden model's run time on ``layer``, in seconds.
+
+        MACs times a per-MAC cost of the pure-Python oracle measured on a laptop-class CPU
+        (microseconds per MAC); good to a factor of a few, which is what a limit needs.
+
+        Examples
+        --------
+        >>> from shiftsim.datapath.shift_add import ShiftAddDatapath
+        >>> round(ShiftAddDatapath(n_codebooks=2).golden_seconds(Linear(4096, 4096), (1, 4096)))
+        50
+        """
+        shape = tuple(input_shape)
+        if len(shape) == 2:
+            shape = (shape[0], shape[1], 1, 1)
+        return layer.as_conv().macs(shape) * self._golden_s_per_mac()
+
+    def _golden_s_per_mac(self) -> float:
+        return 1.5e-6
+
+    def _run_golden_bounded(
+        self, layer: Conv2d | Linear, operands: Any, limit: float | None
+    ) -> LayerResult:
+        x = getattr(operands, "x_raw", None)
+        if x is None:
+            x = operands.x_exp
+        seconds = self.golden_seconds(layer, np.shape(x))
+        macs = layer.as_conv().macs(np.shape(x))
+        limit = golden_limit() if limit is None else _check_limit("golden_limit_s", limit)
+        if seconds > limit:
+            raise ValueError(
+                f"level='golden': the golden model would take about {_duration(seconds)} on "
+                f"this layer ({macs:,} MACs in pure Python), over golden_limit_s={limit:g}; "
+                "crop the input, use level='functional' (the same result, fast), or raise the "
+                "limit (golden_limit_s=..., shiftsim --golden-limit S, or the "
+                "SHIFTSIM_GOLDEN_LIMIT_S environment variable)"
+            )
+        if seconds <= GOLDEN_NOTICE_S:
+            return self.run_golden(layer, operands)
+        warnings.warn(
+            f"the golden model will take about {_duration(seconds)} on this layer ({macs:,} "
+            "MACs); level='functional' gives the same result far sooner",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        with _progress_bar(f"golden {type(layer).__name__}") as progress:
+            return self.run_golden(layer, operands, progress=progress)
+
     @abc.abstractmethod
-    def run_golden(self, layer: Conv2d | Linear, operands: Any) -> LayerResult:
+    def run_golden(
+        self, layer: Conv2d | Linear, operands: Any, progress: Progress | None = None
+    ) -> LayerResult:
         """The golden model."""
 
     def _layer_result(

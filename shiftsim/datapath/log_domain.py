@@ -65,6 +65,7 @@ from shiftsim.datapath.base import (
     Datapath,
     LayerResult,
     Prepared,
+    Progress,
     check_bias_raw,
     conv_geometry,
     float_operands,
@@ -336,7 +337,12 @@ class LogDatapath(Datapath):
         counts = Counts(**{name: int(totals[i]) for i, name in _EVENT_FIELDS.items()})
         return self._layer_result(layer, out, 1.0, counts)
 
-    def run_golden(self, layer: Conv2d | Linear, operands: LogOperands) -> LayerResult:
+    def _golden_s_per_mac(self) -> float:
+        return 15e-6  # exact Fractions for every term
+
+    def run_golden(
+        self, layer: Conv2d | Linear, operands: LogOperands, progress: Progress | None = None
+    ) -> LayerResult:
         """Run the golden model :func:`shiftsim.reference.golden_log.conv_log_golden`."""
         op = operands
         y, events = conv_log_golden(
@@ -357,6 +363,7 @@ class LogDatapath(Datapath):
             sqrt2_mode=self.sqrt2_mode,
             sqrt2_frac_bits=self.sqrt2_frac_bits,
             sqrt2_shifts=self.sqrt2_shifts,
+            progress=progress,
         )
         return self._layer_result(layer, y, 1.0, Counts(**events))
 

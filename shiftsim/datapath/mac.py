@@ -31,6 +31,7 @@ from shiftsim.datapath.base import (
     Datapath,
     LayerResult,
     Prepared,
+    Progress,
     check_bias_raw,
     conv_geometry,
     float_operands,
@@ -39,7 +40,7 @@ from shiftsim.datapath.base import (
 from shiftsim.formats import FixedFormat, Overflow, check_int
 from shiftsim.kernels.mac import conv_mac
 from shiftsim.layers import Conv2d, Linear
-from shiftsim.quantize import LinearCode
+from shiftsim.quantize import LinearCode, check_scale
 from shiftsim.reference.golden_mac import conv_mac_golden
 
 __all__ = ["FixedMacDatapath", "MacCode", "MacOperands"]
@@ -59,6 +60,11 @@ class MacCode:
 
     raw: NDArray[np.int64]
     scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_scale("MacCode.scale", self.scale)
+        if np.ndim(self.scale) != 0:
+            raise ValueError(f"MacCode.scale must be one number, got {self.scale!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -221,12 +227,14 @@ class FixedMacDatapath(Datapath):
         counts = self._counts(layer, op, int(overflows.sum()))
         return self._layer_result(layer, out, op.scale, counts)
 
-    def run_golden(self, layer: Conv2d | Linear, operands: MacOperands) -> LayerResult:
+    def run_golden(
+        self, layer: Conv2d | Linear, operands: MacOperands, progress: Progress | None = None
+    ) -> LayerResult:
         """Run the golden model :func:`shiftsim.reference.golden_mac.conv_mac_golden`."""
         op = operands
         y, events = conv_mac_golden(
             layer.as_conv(), op.w_raw, op.x_raw, op.bias_raw,
-            acc_bits=self.acc_bits, overflow=self.overflow,
+            acc_bits=self.acc_bits, overflow=self.overflow, progress=progress,
         )  # fmt: skip
         return self._layer_result(layer, y, op.scale, Counts(**events))
 

@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from shiftsim.counts import Counts
-from shiftsim.datapath.base import INT64_MAX, Datapath, LayerResult, Prepared
+from shiftsim.datapath.base import INT64_MAX, Datapath, LayerResult, Prepared, Progress
 from shiftsim.formats import FixedFormat, Overflow, Rounding, as_float_array, check_int
 from shiftsim.kernels import shift_add as _k
 from shiftsim.layers import Conv2d, Linear
@@ -328,7 +328,12 @@ class ShiftAddDatapath(Datapath):
             overflows=overflows,
         )
 
-    def run_golden(self, layer: Conv2d | Linear, operands: ShiftOperands) -> LayerResult:
+    def _golden_s_per_mac(self) -> float:
+        return 1.5e-6 * self.n_codebooks  # one selection and add per codebook
+
+    def run_golden(
+        self, layer: Conv2d | Linear, operands: ShiftOperands, progress: Progress | None = None
+    ) -> LayerResult:
         """The golden model (:func:`shiftsim.reference.golden.shift_add_golden`)."""
         from shiftsim.reference.golden import shift_add_golden
 
@@ -343,6 +348,7 @@ class ShiftAddDatapath(Datapath):
             acc_bits=self.acc_bits,
             overflow=self.overflow,
             bias_raw=operands.bias_raw,
+            progress=progress,
         )
         return self._layer_result(
             layer, np.asarray(y, dtype=np.int64), operands.scale, Counts(**counts)

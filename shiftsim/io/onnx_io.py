@@ -7,6 +7,12 @@ with operators no converter handles raises one ``ValueError`` listing **every** 
 type with its domain and the nodes that use it. A node of a non-default domain (onnxruntime's
 ``com.microsoft.nchwc``, ...) is never read as the default-domain op of the same name.
 
+*Quantized models* (QDQ and QOperator from onnxruntime's quantiser, QONNX ``Quant`` /
+``BipolarQuant`` and QCDQ from Brevitas) are read as their float graph: weights dequantized
+as onnxruntime does, quantize/dequantize pairs removed, ``QLinear*`` operators replaced by
+their float operators (:func:`shiftsim.io.onnx_quant.dequantize_onnx`, which also returns
+the integers, scales and zero points).
+
 *Constants.* Initializers, ``Constant`` nodes and every node whose inputs are all constants
 (``Shape`` of a tensor of static shape included: shapes are known, the batch taken as the
 graph's, or 1 when it is left open) are folded with onnx's reference implementation; the
@@ -54,9 +60,16 @@ def converter(*op_types: str, domain: str = "") -> Callable[[Any], Any]:
 
 
 def supported_ops() -> list[str]:
-    """The op types with a converter, ``domain:op`` outside the default domain."""
+    """The op types read: those with a converter and the quantized ones.
+
+    ``domain:op`` outside the default domain; quantized operators are turned into float ones
+    first (:func:`shiftsim.io.onnx_quant.dequantize_onnx`).
+    """
+    from shiftsim.io.onnx_quant import QUANT_OPS
+
     _load_converters()
-    return sorted(op if d == "" else f"{d}:{op}" for d, op in CONVERTERS)
+    ops = set(CONVERTERS) | set(QUANT_OPS)
+    return sorted(op if d == "" else f"{d}:{op}" for d, op in ops)
 
 
 def _load_converters() -> None:
@@ -301,6 +314,10 @@ def read_onnx(path: str | Path) -> Network:
         model = onnx.load(str(path))
     except Exception as exc:  # onnx raises DecodeError, OSError, ...
         raise ValueError(f"{label}: cannot read ONNX model: {exc}") from None
+    from shiftsim.io.onnx_quant import dequantize_onnx, is_quantized
+
+    if is_quantized(model):  # QDQ, QOperator or QONNX: read its float graph
+        model = dequantize_onnx(model, label=label).float_model
     graph = model.graph
     init_names = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in init_names]

@@ -29,11 +29,42 @@ __all__ = [
 COUNT_COLUMNS = tuple(f.name for f in fields(Counts))
 
 
+_REPORT_COLUMNS = (
+    "cycles compute_cycles stall_cycles selects multiplies adds input_buffer_read_bits "
+    "shift_buffer_read_bits weight_buffer_read_bits output_buffer_write_bits "
+    "input_buffer_write_bits weight_buffer_write_bits dram_write_bytes"
+).split()
+
 Results = Mapping[str, Counts] | Iterable[tuple[str, Counts]]
 
 
+def _need(name: str, value: Any, kind: type | tuple[type, ...]) -> None:
+    """Raise ``TypeError`` naming the parameter unless ``value`` is of ``kind``."""
+    if not isinstance(value, kind):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        names = " or ".join(k.__name__ for k in kinds)
+        raise TypeError(f"{name} must be a {names}, got {type(value).__name__}")
+
+
+def _need_frame(name: str, df: Any, columns: Iterable[str] = ()) -> None:
+    import pandas as pd
+
+    _need(name, df, pd.DataFrame)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{name} lacks the column(s) {missing} (a layer_table() frame has them)")
+
+
 def _pairs(results: Results) -> list[tuple[str, Counts]]:
+    if isinstance(results, (str, bytes)) or not isinstance(results, (Mapping, Iterable)):
+        raise TypeError(
+            f"results must be a mapping or an iterable of (name, Counts), got "
+            f"{type(results).__name__}"
+        )
     items = list(results.items()) if isinstance(results, Mapping) else list(results)
+    for item in items:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise TypeError(f"results must hold (name, Counts) pairs, got {item!r}")
     for name, counts in items:
         if not isinstance(counts, Counts):
             raise TypeError(f"results[{name!r}] must be a Counts, got {type(counts).__name__}")
@@ -74,10 +105,14 @@ def layer_table(
     """
     import pandas as pd
 
+    _need("hardware", hardware, Hardware)
+    if energy_table is not None:
+        _need("energy_table", energy_table, EnergyTable)
+    pairs = _pairs(results)
     table = EnergyTable.default() if energy_table is None else energy_table
     lanes = hardware.acc_units * hardware.tree_width
     rows = []
-    for name, c in _pairs(results):
+    for name, c in pairs:
         parts = energy_breakdown(c, datapath, hardware, table)
         row: dict[str, Any] = {"layer": name, **c.to_dict()}
         row["energy_pj"] = float(sum(parts.values()))
@@ -94,6 +129,8 @@ def layer_table(
 
 def write_table(df: Any, path: str | Path) -> Path:
     """Write a layer table as CSV (``.csv``) or JSON records (``.json``)."""
+    _need_frame("df", df)
+    _need("path", path, (str, Path))
     path = Path(path)
     if path.suffix == ".csv":
         df.to_csv(path, index=False)
@@ -108,6 +145,7 @@ def read_table(path: str | Path) -> Any:
     """Read a table written by :func:`write_table` (integer columns stay int64)."""
     import pandas as pd
 
+    _need("path", path, (str, Path))
     path = Path(path)
     if path.suffix == ".csv":
         return pd.read_csv(path)
@@ -130,6 +168,8 @@ def scalesim_reports(df: Any, hardware: Hardware) -> dict[str, Any]:
     """
     import pandas as pd
 
+    _need_frame("df", df, _REPORT_COLUMNS)
+    _need("hardware", hardware, Hardware)
     lanes = hardware.acc_units * hardware.tree_width
     compute, bandwidth, detail = [], [], []
     for lid, r in enumerate(df.to_dict(orient="records")):
@@ -180,6 +220,7 @@ def scalesim_reports(df: Any, hardware: Hardware) -> dict[str, Any]:
 
 def write_scalesim_reports(df: Any, hardware: Hardware, directory: str | Path) -> list[Path]:
     """Write :func:`scalesim_reports` as ``<directory>/<NAME>.csv``; return the paths."""
+    _need("directory", directory, (str, Path))
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -204,6 +245,9 @@ def accelergy_action_counts(
         ``{"action_counts": {"version": 0.4, "local": [{"name": ..., "action_counts":
         [{"name": action, "counts": n}, ...]}, ...]}}``.
     """
+    _need("counts", counts, Counts)
+    _need("hardware", hardware, Hardware)
+    _need("prefix", prefix, str)
     c = counts
 
     def acc(bits: int, width: int) -> int:
@@ -253,7 +297,14 @@ def accelergy_action_counts(
 
 def write_accelergy_yaml(action_counts: dict[str, Any], path: str | Path) -> Path:
     """Write :func:`accelergy_action_counts` as Accelergy's ``action_counts.yaml``."""
-    ac = action_counts["action_counts"]
+    _need("action_counts", action_counts, dict)
+    _need("path", path, (str, Path))
+    ac = action_counts.get("action_counts")
+    if not isinstance(ac, dict) or "version" not in ac or not isinstance(ac.get("local"), list):
+        raise ValueError(
+            "action_counts must be what accelergy_action_counts() returns: "
+            "{'action_counts': {'version': ..., 'local': [...]}}"
+        )
     lines = ["action_counts:", f"  version: {ac['version']}", "  local:"]
     for comp in ac["local"]:
         lines.append(f"  - name: {comp['name']}")

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from shiftsim.layers import Conv2d
 
 __all__ = ["TOPOLOGIES", "TopologyLayer", "read_topology"]
@@ -87,6 +89,27 @@ class TopologyLayer:
     layer: Conv2d
     input_hw: tuple[int, int]
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"TopologyLayer.name must be a non-empty str, got {self.name!r}")
+        if not isinstance(self.layer, Conv2d):
+            raise TypeError(f"TopologyLayer.layer must be a Conv2d, got {self.layer!r}")
+        hw = self.input_hw
+        if (
+            not isinstance(hw, (tuple, list))
+            or len(hw) != 2
+            or any(
+                isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) for v in hw
+            )
+            or min(hw) < 1
+        ):
+            raise ValueError(f"TopologyLayer.input_hw must be two positive ints (H, W), got {hw!r}")
+        object.__setattr__(self, "input_hw", (int(hw[0]), int(hw[1])))
+        try:
+            self.layer.output_hw(*self.input_hw)
+        except ValueError as exc:
+            raise ValueError(f"TopologyLayer {self.name!r}: {exc}") from None
+
     def input_shape(self, batch: int = 1) -> tuple[int, int, int, int]:
         """The NCHW input shape ``(batch, C, H, W)``."""
         return (batch, self.layer.in_channels, *self.input_hw)
@@ -98,6 +121,33 @@ class TopologyLayer:
     def macs(self, batch: int = 1) -> int:
         """Multiply-accumulates of one pass over ``batch`` inputs."""
         return self.layer.macs(self.input_shape(batch))
+
+    def memory_bytes(self, batch: int = 1, max_hw: int | None = None) -> int:
+        """A rough upper bound of the memory simulating this layer holds at once, in bytes.
+
+        Four 8-byte copies of the input and of the output (float, raw, dequantized, reference)
+        and three of the weights; the input cropped to at most ``max_hw x max_hw`` as
+        ``Network.run_layers(max_hw=...)`` does. Python ints: no overflow, however large.
+
+        Examples
+        --------
+        >>> t = TopologyLayer(name="c", layer=Conv2d(3, 8, 3), input_hw=(100_000, 100_000))
+        >>> t.memory_bytes() > 10**12, t.memory_bytes(max_hw=32) < 10**6
+        (True, True)
+        """
+        h, w = self.input_hw
+        if max_hw is not None:
+            h, w = min(h, max_hw), min(w, max_hw)
+        try:
+            ho, wo = self.layer.output_hw(h, w)
+        except ValueError:  # cropped below the kernel: no output
+            ho = wo = 0
+        inputs = batch * self.layer.in_channels * h * w
+        outputs = batch * self.layer.out_channels * ho * wo
+        weights = 1
+        for n in self.layer.weight_shape:
+            weights *= n
+        return 8 * (4 * inputs + 4 * outputs + 3 * weights)
 
 
 def _norm(cell: str) -> str:

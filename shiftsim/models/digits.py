@@ -72,13 +72,10 @@ def digits_nodes(params: dict[str, NDArray[np.float64]]) -> list[Node]:
     ]
 
 
-def _load(path: str | Path | None) -> dict[str, NDArray[np.generic]]:
-    path = weights_path() if path is None else Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"weights: cannot read {path}: {exc}") from None
+def _load(path: str | Path | None, required: tuple[str, ...]) -> dict[str, NDArray[np.generic]]:
+    from shiftsim.io.weights import read_npz
+
+    return read_npz(weights_path() if path is None else Path(path), required=required)
 
 
 def digits_network(weights: str | Path | None = None) -> Network:
@@ -90,7 +87,7 @@ def digits_network(weights: str | Path | None = None) -> Network:
     >>> [n.name for n in net.conv_nodes], net.input_shape
     (['conv1', 'conv2', 'fc'], (1, 8, 8))
     """
-    data = _load(weights)
+    data = _load(weights, tuple(f"{n}.{p}" for n in LAYERS for p in ("weight", "bias")))
     params = {k: np.asarray(v, dtype=np.float64) for k, v in data.items() if "." in k}
     return Network(digits_nodes(params), input_shape=(1, 8, 8), name="digits")
 
@@ -106,7 +103,7 @@ def digits_test_split(
     >>> x.shape, y.shape, float(x.max())
     ((360, 1, 8, 8), (360,), 1.0)
     """
-    data = _load(weights)
+    data = _load(weights, ("x_test", "y_test"))
     x = data["x_test"].astype(np.float64).reshape(-1, 1, 8, 8) / 16.0
     return x, data["y_test"].astype(np.int64)
 

@@ -32,6 +32,7 @@ from numpy.typing import ArrayLike, NDArray
 from shiftsim.counts import Counts
 from shiftsim.datapath.base import LEVELS, Datapath
 from shiftsim.formats import as_float_array
+from shiftsim.io.weights import read_npz
 from shiftsim.layers import Conv2d
 from shiftsim.network.activations import act_format, check_scaling, weight_gain
 from shiftsim.network.node import Node
@@ -411,8 +412,4 @@ class Network:
 
 
 def _load_npz(path: str | Path) -> dict[str, NDArray[np.float64]]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: np.asarray(data[k], dtype=np.float64) for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"weights: cannot read {path}: {exc}") from None
+    return {k: np.asarray(v, dtype=np.float64) for k, v in read_npz(path).items()}

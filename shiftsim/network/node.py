@@ -81,12 +81,15 @@ class Node(metaclass=_NodeMeta):
 
     Notes
     -----
-    Class attributes of an operator: ``op`` (its registered name) and ``arity`` (the number
-    of inputs it takes, None for any number from one up).
+    Class attributes of an operator: ``op`` (its registered name), ``arity`` (the number of
+    inputs it takes, None for any number from one up) and ``fuses_into_producer`` (True for a
+    ReLU: a node whose only consumer it is clamps its own output at zero, see
+    :mod:`shiftsim.network.runner`).
     """
 
     op: ClassVar[str] = ""
     arity: ClassVar[int | None] = 1
+    fuses_into_producer: ClassVar[bool] = False
 
     name: str
     inputs: tuple[str, ...] = field(default=())

@@ -133,12 +133,19 @@ class StepContext:
         return self._scale(self.calibration, fmt)
 
     def requantise(
-        self, raw: NDArray[np.int64], factor: Any, fmt: FixedFormat, *, channel_axis: int = 1
+        self,
+        raw: NDArray[np.int64],
+        factor: Any,
+        fmt: FixedFormat,
+        *,
+        channel_axis: int = 1,
+        relu: bool | None = None,
     ) -> tuple[NDArray[np.int64], int, int]:
         """Rescale raw values by positive ``factor`` (one, or one per channel) and clamp.
 
-        Returns the raw output, the values clipped, and the multiplies spent (0 with
-        ``power_of_two``).
+        The clamp fuses a ReLU when ``relu`` says so (default: when the node's output has
+        one fused). Returns the raw output, the values clipped, and the multiplies spent
+        (0 with ``power_of_two``).
         """
         m = np.atleast_1d(np.asarray(factor, dtype=np.float64))
         mult, sh = fixed_multiplier(m, self.requant)
@@ -146,18 +153,21 @@ class StepContext:
         if m.size > 1:
             shape = tuple(-1 if i == channel_axis else 1 for i in range(raw.ndim))
         v = rescale(raw, mult, sh, shape)
-        out, clipped = clamp(v, fmt, self.relu_fused)
+        out, clipped = clamp(v, fmt, self.relu_fused if relu is None else relu)
         return out, clipped, 0 if self.requant.power_of_two else int(v.size)
 
     def to_format(self, a: Act, fmt: FixedFormat, index: int = 0) -> tuple[Act, int, int]:
-        """Input ``index`` requantised to ``fmt`` with a scale from its calibration values."""
+        """Input ``index`` requantised to ``fmt`` with a scale from its calibration values.
+
+        For a tensor read by layers of datapaths with different activation formats. Values
+        the target format cannot hold (negative ones in an unsigned format included) are
+        clipped and counted.
+        """
         if a.fmt == fmt:
             return a, 0, 0
         s = self._scale(self.input_calibration[index], fmt)
-        raw, clipped, mults = self.requantise(a.raw, a.fmt.lsb * a.scale / (s * fmt.lsb), fmt)
-        if not fmt.signed:  # an unsigned target format: negatives are clipped to 0, counted
-            clipped += int(np.count_nonzero(a.raw < 0))
-            raw = np.maximum(raw, 0)
+        factor = a.fmt.lsb * a.scale / (s * fmt.lsb)
+        raw, clipped, mults = self.requantise(a.raw, factor, fmt, relu=False)
         return Act(raw, fmt, s), clipped, mults
 
     def quantise(self, values: NDArray[np.float64]) -> tuple[Act, int]:
@@ -199,7 +209,8 @@ def resolve_datapaths(net: Network, datapath: DatapathMap) -> dict[str, Datapath
         The network.
     datapath : Datapath or mapping of str to Datapath
         One datapath for every layer, or ``{pattern: datapath}`` with ``fnmatch`` patterns
-        of layer names (``"conv1"``, ``"layer*"``, ``"*"``), the first matching pattern wins.
+        of layer names (``"conv1"``, ``"layer*"``, ``"*"``), the first matching pattern wins;
+        ``"@first"`` and ``"@last"`` name the first and the last layer with weights.
 
     Raises
     ------
@@ -224,9 +235,11 @@ def resolve_datapaths(net: Network, datapath: DatapathMap) -> dict[str, Datapath
             )
     out: dict[str, Datapath] = {}
     used: set[str] = set()
+    special = {"@first": layers[:1], "@last": layers[-1:]}
     for name in layers:
         for pattern, dp in datapath.items():
-            if fnmatch.fnmatchcase(name, pattern):
+            hit = name in special[pattern] if pattern in special else None
+            if hit or (hit is None and fnmatch.fnmatchcase(name, pattern)):
                 out[name] = dp
                 used.add(pattern)
                 break
@@ -310,7 +323,7 @@ def run_network(
         t0 = time.perf_counter()
         srcs = net.sources(i)
         cons = net.consumers[node.name]
-        relu_fused = len(cons) == 1 and net.node(cons[0]).op == "relu"
+        relu_fused = len(cons) == 1 and net.node(cons[0]).fuses_into_producer
         ctx = StepContext(
             datapath=dps.get(node.name),
             act=fmts[node.name],

@@ -7,6 +7,8 @@ only :mod:`shiftsim.formats` and :mod:`shiftsim.layers`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -48,6 +50,7 @@ def shift_add_golden(
     acc_bits: int = 32,
     overflow: Overflow = Overflow.WRAP,
     bias_raw: ArrayLike | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[NDArray[np.int64], dict[str, int]]:
     """Run one layer on the shift-add datapath, literally, and count its events.
 
@@ -73,6 +76,9 @@ def shift_add_golden(
     overflow : Overflow
         ``WRAP`` or ``SAT``, applied after every accumulator update.
     bias_raw : array_like of int, shape ``(Co,)``, optional
+        Bias in accumulator units.
+    progress : callable, optional
+        Called as ``progress(done, total)`` before each (batch item, output channel).
         Initial accumulator value of each output channel.
 
     Returns
@@ -125,6 +131,8 @@ def shift_add_golden(
     y = np.zeros((n_batch, co_n, ho, wo), dtype=np.int64)
     for b in range(n_batch):
         for co in range(co_n):
+            if progress is not None:
+                progress(b * co_n + co, n_batch * co_n)
             c0 = (co // co_per_group) * cg
             for oh in range(ho):
                 for ow in range(wo):

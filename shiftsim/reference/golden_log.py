@@ -71,6 +71,7 @@ def conv_log_golden(
     sqrt2_mode: str,
     sqrt2_frac_bits: int,
     sqrt2_shifts: Sequence[int],
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[NDArray[np.int64], dict[str, int]]:
     """Run a Conv2d on log codes, one output and one term at a time (SPEC §5.2).
 
@@ -89,6 +90,8 @@ def conv_log_golden(
     accumulate, acc_bits, acc_frac_bits, overflow, log_frac_bits, log_add, sqrt2_mode, \
 sqrt2_frac_bits, sqrt2_shifts
         As in :class:`shiftsim.datapath.log_domain.LogDatapath`.
+    progress : callable, optional
+        Called as ``progress(done, total)`` before each (batch item, output channel).
 
     Returns
     -------
@@ -116,6 +119,8 @@ sqrt2_frac_bits, sqrt2_shifts
 
     for b in range(n_b):
         for co in range(layer.out_channels):
+            if progress is not None:
+                progress(b * layer.out_channels + co, n_b * layer.out_channels)
             b_co = 0 if bias is None else int(bias[co])
             for oh in range(h_out):
                 for ow in range(w_out):

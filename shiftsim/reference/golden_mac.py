@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -19,6 +21,7 @@ def conv_mac_golden(
     *,
     acc_bits: int,
     overflow: Overflow,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[NDArray[np.int64], dict[str, int]]:
     """Run a Conv2d with real multipliers, one output at a time.
 
@@ -39,6 +42,8 @@ def conv_mac_golden(
         Signed accumulator width.
     overflow : Overflow
         WRAP or SAT, applied after every (kh, kw) step.
+    progress : callable, optional
+        Called as ``progress(done, total)`` before each (batch item, output channel).
 
     Returns
     -------
@@ -65,6 +70,8 @@ def conv_mac_golden(
     ev = {"multiplies": 0, "adds": 0, "acc_updates": 0, "overflows": 0}
     for b in range(n_b):
         for co in range(layer.out_channels):
+            if progress is not None:
+                progress(b * layer.out_channels + co, n_b * layer.out_channels)
             group = co // co_per_group
             for oh in range(h_out):
                 for ow in range(w_out):

@@ -43,6 +43,7 @@ class Relu(Node):
     """``max(x, 0)``: exact; an unsigned input passes unchanged (the ReLU was fused)."""
 
     op: ClassVar[str] = "relu"
+    fuses_into_producer: ClassVar[bool] = True
 
     def infer_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
         return shapes[0]

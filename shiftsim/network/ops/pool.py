@@ -93,6 +93,8 @@ class _Pool(Node):
         inside the input; max pooling ignores it.
     """
 
+    takes_max: ClassVar[bool] = False  # a window's max, else its sum
+
     kernel_size: tuple[int, int]
     stride: tuple[int, int] | None = None
     pads: int | tuple[int, ...] = 0
@@ -161,7 +163,7 @@ class _Pool(Node):
                 ]
                 if acc is None:
                     acc = tap.copy()
-                elif self.op == "maxpool":
+                elif self.takes_max:
                     np.maximum(acc, tap, out=acc)
                 else:
                     acc += tap
@@ -195,6 +197,7 @@ class MaxPool(_Pool):
     """2-D max pooling (see :class:`_Pool` for the parameters); exact on raw integers."""
 
     op: ClassVar[str] = "maxpool"
+    takes_max: ClassVar[bool] = True
 
     def forward(self, args: list[NDArray[np.float64]]) -> NDArray[np.float64]:
         return self.windows(args[0], -np.inf)[0]
