@@ -162,6 +162,7 @@ def test_shipped_models_float_accuracy(name: str) -> None:
     assert info["macs_per_image"] == sum(n.layer.macs(shapes[n.name]) for n in net.conv_nodes)  # type: ignore[union-attr]
 
 
+@pytest.mark.jit_only  # no numba inside, but 10,000 float images: once per CI is enough
 def test_lenet_full_test_set_matches_recorded_accuracy() -> None:
     data = _require(lambda: load_mnist("test"))
     net = load_model("mnist_lenet")
