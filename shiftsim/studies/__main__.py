@@ -89,13 +89,13 @@ def _miyashita(args: argparse.Namespace) -> None:
         )
     if "accumulation" in args.parts:
         f = m.datapath_study(
-            m.accumulation_configs(),
+            m.accumulation_configs(args.log_frac_bits),
             ("accumulate", "log_add", "g"),
             args.models,
             images=args.images,
             batch_size=args.batch,
         )
-        f["rule"] = f["accumulate"] + " " + f["log_add"].astype(str)
+        f["rule"] = f["accumulate"] + " " + f["log_add"].astype(str) + " g=" + f["g"].astype(str)
         parts.append(("accumulation: top-1 (%)", f, "model", "rule"))
     if "activations" in args.parts:
         f = m.datapath_study(
@@ -167,6 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--parts", default="weights,accumulation,activations")
     m.add_argument("--bits", type=_ints, default=[3, 4, 5])
     m.add_argument("--fsrs", type=_ints, default=[3, 4, 5, 6])
+    m.add_argument(
+        "--log-frac-bits", type=_ints, default=[4, 10], help="g of log-domain accumulation"
+    )
     w = sub.add_parser("weights", help="EfficientNet-Lite0 per-layer weight SQNR")
     w.add_argument("--out", type=Path, default=None, help="write the per-layer rows as CSV")
     w.add_argument("--limit", type=int, default=None, help="only the first N weight tensors")
