@@ -61,7 +61,7 @@ def test_evaluate_warns_on_overflow() -> None:
     assert loud.max_overflow_rate > 1e-3
     lines = loud.warnings()
     assert lines and all(line.startswith("WARNING: layer ") for line in lines)
-    assert any("accumulator overflows" in line for line in lines)
+    assert any("accumulator updates overflowed" in line for line in lines)
     row = loud.layers.set_index("layer").loc["conv2"]
     assert row["overflow_rate"] == row["overflows"] / row["acc_updates"]
 
