@@ -32,6 +32,11 @@ from shiftsim.layers import Conv2d
 from shiftsim.quantize import quantize_shiftcnn
 from shiftsim.reference.float_ref import conv_float
 
+try:
+    import torch
+except ImportError:  # optional: the PyTorch column is left out
+    torch = None
+
 
 def im2col_conv(layer: Conv2d, w: np.ndarray, x: np.ndarray) -> np.ndarray:
     """float32 convolution: zero padding, im2col (one copy), one BLAS matmul per group."""
@@ -88,10 +93,15 @@ def main() -> None:
     print(f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}")
     print(f"numba threads: {numba.get_num_threads()}, threading layer: {numba.threading_layer()}")
     print(f"datapath: {dp}")
+    if torch is not None:
+        print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     head = f"{'layer':10s} {'C':>4s} {'Co':>4s} {'HxW':>7s} {'k':>3s} {'s':>2s}"
-    print(f"{head} {'blas ms':>9s} {'exact ms':>9s} {'ratio':>6s} {'overflows':>10s}")
+    print(
+        f"{head} {'blas ms':>9s} {'exact ms':>9s} {'ratio':>6s} {'overflows':>10s}"
+        f" {'torch ms':>9s} {'vs torch':>8s}"
+    )
 
-    tot_blas = tot_exact = 0.0
+    tot_blas = tot_exact = tot_torch = 0.0
     peak = 0
     buffer_bound = 0
     out_bytes = 0
@@ -112,6 +122,17 @@ def main() -> None:
         np.testing.assert_allclose(im2col_conv(layer, w32, x32), ref, rtol=1e-4, atol=1e-2)
         t_blas = best_time(lambda: im2col_conv(layer, w32, x32), args.repeat)  # noqa: B023
         t_exact = best_time(lambda: dp.run(layer, code, x_raw), args.repeat)  # noqa: B023
+        t_torch = np.nan
+        if torch is not None:
+            wt, xt = torch.from_numpy(w32), torch.from_numpy(x32)
+
+            def torch_conv(xt=xt, wt=wt, stride=layer.stride, pad=layer.padding) -> object:
+                return torch.nn.functional.conv2d(xt, wt, stride=stride, padding=pad)
+
+            with torch.no_grad():
+                torch_conv()
+                t_torch = best_time(torch_conv, args.repeat)
+        tot_torch += t_torch
         tracemalloc.start()
         dp.run(layer, code, x_raw)
         peak = max(peak, tracemalloc.get_traced_memory()[1])
@@ -125,11 +146,11 @@ def main() -> None:
         row = f"{t.name:10s} {layer.in_channels:4d} {layer.out_channels:4d} {h:3d}x{w:<3d} {k:3d}"
         print(
             f"{row} {s:2d} {t_blas * 1e3:9.2f} {t_exact * 1e3:9.2f} {t_exact / t_blas:6.2f}"
-            f" {res.counts.overflows:10d}"
+            f" {res.counts.overflows:10d} {t_torch * 1e3:9.2f} {t_exact / t_torch:8.2f}"
         )
     print(
         f"{'total':10s} {'':27s} {tot_blas * 1e3:9.2f} {tot_exact * 1e3:9.2f}"
-        f" {tot_exact / tot_blas:6.2f}"
+        f" {tot_exact / tot_blas:6.2f} {'':10s} {tot_torch * 1e3:9.2f} {tot_exact / tot_torch:8.2f}"
     )
     limit = 2 * buffer_bound + out_bytes
     print(

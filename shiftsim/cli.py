@@ -42,6 +42,7 @@ _TABLE_COLUMNS = [
     "selects",
     "adds",
     "multiplies",
+    "requant_mults",
     "exponent_adds",
     "overflows",
     "clipped",
@@ -166,9 +167,15 @@ def _add_datapath(p: argparse.ArgumentParser) -> None:
     g.add_argument("--level", choices=["functional", "golden", "cycle"], default="functional")
     g.add_argument(
         "--hardware",
-        choices=["none", "edge", "paper"],
+        choices=["none", "tiny", "edge", "paper"],
         default="none",
         help="add analytic cycles and energy for this machine",
+    )
+    g.add_argument(
+        "--dataflow",
+        choices=["auto", "os", "ws"],
+        default="auto",
+        help="with --hardware: output-stationary, weight-stationary, or the lower-energy one",
     )
     g.add_argument(
         "--power-of-two", action="store_true", help="requantise between layers by shifts only"
@@ -293,6 +300,10 @@ def _build_parser() -> _Parser:
         help="plot kind (default: line for sweeps, layers for simulate tables)",
     )
     p.add_argument("--plot", type=Path, metavar="OUT.png", help="write a figure")
+
+    from shiftsim.rtl.command import add_rtl_commands
+
+    add_rtl_commands(sub)  # vectors, synth
     return parser
 
 
@@ -402,7 +413,7 @@ def _hardware(args: argparse.Namespace) -> Any:
         return None
     from shiftsim.hardware import Hardware
 
-    return getattr(Hardware, args.hardware)()
+    return getattr(Hardware, args.hardware)().replace(dataflow=args.dataflow)
 
 
 def _source(args: argparse.Namespace) -> tuple[Any, Any, Any]:
@@ -830,7 +841,15 @@ _COMMANDS = {
     "sweep": _cmd_sweep,
     "verify": _cmd_verify,
     "report": _cmd_report,
+    "vectors": lambda args: _rtl_command("run_vectors", args),
+    "synth": lambda args: _rtl_command("run_synth", args),
 }
+
+
+def _rtl_command(name: str, args: argparse.Namespace) -> int:
+    from shiftsim.rtl import command
+
+    return int(getattr(command, name)(args))
 
 
 def _show_warning(

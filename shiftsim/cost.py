@@ -30,20 +30,19 @@ from shiftsim.cycle.schedule import (
     KIND_LOG,
     KIND_MAC,
     KIND_SHIFT,
-    DatapathParams,
     Geometry,
-    Plan,
-    datapath_params,
+    compulsory_dram_bytes,
+    describe,
     geometry,
-    plan,
-    steps_per_chunk,
-    tapped,
+    hardware_counts,
+    map_layer,
 )
+from shiftsim.energy import energy_pj
 from shiftsim.hardware import Hardware
 from shiftsim.layers import Conv2d, Linear
 from shiftsim.quantize import LogCode
 
-__all__ = ["estimate", "real_taps"]
+__all__ = ["estimate", "mapping", "real_taps"]
 
 
 def _ceil_div(a: Any, b: int) -> Any:
@@ -74,60 +73,6 @@ def _shift_index(layer: Conv2d | Linear, code: Any, g: Geometry, n: int) -> NDAr
     if index.shape != want or index.dtype.kind not in "iu":
         raise ValueError(f"code.index must be an integer array of shape {want}, got {index.shape}")
     return layer.to_nchw(index)
-
-
-def _hardware_counts(g: Geometry, p: DatapathParams, hw: Hardware, pl: Plan) -> dict:
-    win = pl.windows
-    q = g.batch * len(win["length"])
-    length = np.tile(win["length"], g.batch)
-    if pl.input_resident:  # every tapped row once per element, at its first chunk
-        rows = np.zeros_like(win["new_rows"])
-        rows[0] = int(tapped(g)[0].sum())
-    else:  # each sweep reloads the rows it taps
-        rows = win["new_rows"]
-    in_bits = np.tile(rows, g.batch) * (g.c * g.w * p.act_bits)
-    filter_bits = g.cg * g.kh * g.kw * p.weight_bits
-    if pl.weights_resident:
-        w_bits = np.zeros(q, dtype=np.int64)
-        w_bits[0] = g.co * filter_bits
-    else:  # each sweep's first chunk loads the sweep's tile
-        tile = np.minimum(pl.tile_co, g.co - win["sweep"] * pl.tile_co)
-        w_bits = np.tile(win["sweep_start"] * tile, g.batch) * filter_bits
-    shift_vals = np.tile(win["new_box"], g.batch) * g.c if p.kind == KIND_SHIFT else 0 * length
-    rd_bytes = _ceil_div(in_bits, 8) + _ceil_div(w_bits, 8)
-    out_bits = length * p.acc_bits
-    wr_bytes = _ceil_div(out_bits, 8)
-    prep = _ceil_div(rd_bytes, hw.dram_bytes_per_cycle) + _ceil_div(shift_vals, hw.shift_width)
-    store = _ceil_div(wr_bytes, hw.dram_bytes_per_cycle)
-    steps = steps_per_chunk(g, p, hw)
-    compute = q * steps
-    if hw.pipelined:
-        nxt = np.concatenate((prep[1:], [0]))
-        before = np.concatenate(([0], store[:-1]))
-        cycles = int(prep[0]) + int(np.maximum(steps, nxt + before).sum()) + int(store[-1])
-    else:
-        cycles = int(prep.sum()) + compute + int(store.sum())
-    if p.kind == KIND_SHIFT:
-        in_reads = int(shift_vals.sum()) * p.act_bits
-    else:
-        rows, cols = real_taps(g)
-        in_reads = g.batch * g.co * g.cg * int(rows.sum()) * int(cols.sum()) * p.act_bits
-    w_reads = int(np.tile(win["distinct_co"], g.batch).sum()) * g.kh * g.kw * g.cg
-    return {
-        "cycles": cycles,
-        "compute_cycles": compute,
-        "stall_cycles": cycles - compute,
-        "input_buffer_write_bits": int(in_bits.sum()),
-        "input_buffer_read_bits": in_reads,
-        "shift_buffer_write_bits": int(shift_vals.sum()) * p.words_per_input * p.word_bits,
-        "weight_buffer_write_bits": int(w_bits.sum()),
-        "weight_buffer_read_bits": w_reads * p.weight_bits,
-        "output_buffer_write_bits": int(out_bits.sum()),
-        "output_buffer_read_bits": int(out_bits.sum()),
-        "dram_read_bytes": int(rd_bytes.sum()),
-        "dram_write_bytes": int(wr_bytes.sum()),
-        "shift_unit_inputs": int(shift_vals.sum()),
-    }
 
 
 def _correlate(
@@ -300,11 +245,9 @@ def estimate(
     >>> c.compute_cycles  # ceil(1*2*2 / 16) * N=2 * 3 * 3 * ceil(1 / 8)
     18
     """
-    from shiftsim.energy import energy_pj
-
     if not isinstance(hardware, Hardware):
         raise TypeError(f"hardware must be a Hardware, got {type(hardware).__name__}")
-    p = datapath_params(datapath)
+    p = describe(datapath)
     if x is not None:
         shape = _input_shape_of(x)
         if input_shape is not None and tuple(int(v) for v in input_shape) != shape:
@@ -326,24 +269,16 @@ def estimate(
                         sign=np.ones(shape, np.int8), format=fmt)  # fmt: skip
         operands = datapath.check(layer, dummy if code is None else code,
                                   dummy if x is None else x, bias_raw)  # fmt: skip
-    hw_counts = _hardware_counts(g, p, hardware, plan(g, p, hardware))
+    pl = map_layer(g, p, hardware, where=str(layer), table=energy_table)
+    hw_counts = hardware_counts(g, p, hardware, pl)
     terms = g.batch * g.outputs * g.cg * g.kh * g.kw
-    rows, cols = real_taps(g)
     arith: dict[str, int] = {}
     if p.kind == KIND_SHIFT:
         n = p.passes
         inputs = g.batch * g.c * g.h * g.w
+        zeros = 0
         if code is not None:
-            index = _shift_index(layer, code, g, n)
-            taps = np.ascontiguousarray(np.moveaxis(index, (2, 3), (0, 1)))
-            taps = taps.reshape(g.kh * g.kw, -1)
-            nz = np.array([np.count_nonzero(t) for t in taps], np.int64).reshape(g.kh, g.kw)
-            zeros = index.size - int(nz.sum())
-        else:
-            zeros = 0
-            nz = np.full((g.kh, g.kw), g.co * g.cg * n, dtype=np.int64)
-        real_nz = g.batch * int((nz * rows[:, None] * cols[None, :]).sum())
-        hw_counts["shift_buffer_read_bits"] = real_nz * p.word_bits
+            zeros = int(np.count_nonzero(_shift_index(layer, code, g, n) == 0))
         arith = {
             "shift_ops": inputs * p.max_shift,
             "negations": inputs * (p.max_shift + 1),
@@ -366,3 +301,89 @@ def estimate(
         raise AssertionError(p.kind)
     counts = Counts(**arith, **hw_counts)
     return counts.replace(energy_pj=energy_pj(counts, datapath, hardware, energy_table))
+
+
+_WEIGHTS = ("resident", "sweep", "pass")
+
+
+def mapping(
+    layer: Conv2d | Linear,
+    datapath: Any,
+    hardware: Hardware,
+    input_shape: tuple[int, ...] | None = None,
+    *,
+    counts: Counts | None = None,
+    energy_table: Any = None,
+) -> dict[str, Any]:
+    """How ``layer`` maps onto ``hardware``, and the bounds its counts must respect.
+
+    Parameters
+    ----------
+    layer, datapath, hardware, input_shape
+        As for :func:`estimate` (a Linear layer defaults to batch 1).
+    counts : Counts, optional
+        The layer's counts (from :func:`estimate` or the cycle model) for the ratios; the
+        analytic counts of the shape when None.
+    energy_table : EnergyTable, optional
+        The table ``auto`` decides with.
+
+    Returns
+    -------
+    dict
+        ``dataflow`` ("os"/"ws", the one chosen), ``tile_co``, ``tile_c``, ``n_tiles``,
+        ``n_ctiles``, ``weights`` ("resident", "sweep" or "pass"), ``input_resident``,
+        ``compulsory_dram_bytes`` (each tapped input, weight and output moved once),
+        ``dram_ratio`` (modelled / compulsory, never below 1), ``ideal_cycles``
+        (``ceil(N * MACs / lanes)``), ``utilisation`` (ideal / cycles), and the reuse
+        factors ``weight_reuse`` (weight uses per weight-buffer read), ``input_reuse``
+        (input uses per input- or shift-buffer word read: the multicast) and
+        ``dram_reuse`` (on-chip reads per DRAM byte moved, in bits per bit).
+
+    Examples
+    --------
+    >>> from shiftsim.datapath.mac import FixedMacDatapath
+    >>> m = mapping(Conv2d(8, 8, 3), FixedMacDatapath(), Hardware.tiny(), (1, 8, 6, 6))
+    >>> m["dram_ratio"] >= 1.0, m["utilisation"] <= 1.0
+    (True, True)
+    """
+    p = describe(datapath)
+    if input_shape is None:
+        if not isinstance(layer, Linear):
+            raise ValueError("input_shape is required for a Conv2d layer, got None")
+        input_shape = (1, layer.in_features)
+    g = geometry(layer, input_shape)
+    pl = map_layer(g, p, hardware, where=str(layer), table=energy_table)
+    if counts is None:
+        counts = estimate(layer, datapath, hardware, input_shape=input_shape,
+                          energy_table=energy_table)  # fmt: skip
+    comp = compulsory_dram_bytes(g, p)
+    terms = g.batch * g.outputs * g.cg * g.kh * g.kw
+    lanes = hardware.acc_units * hardware.tree_width
+    ideal = -(-(p.passes * terms) // lanes)
+    dram = counts.dram_read_bytes + counts.dram_write_bytes
+    w_uses = p.passes * terms * p.pass_weight_bits
+    word = p.words_per_input * p.word_bits if p.has_shift_unit else p.act_bits
+    in_reads = counts.shift_buffer_read_bits if p.has_shift_unit else counts.input_buffer_read_bits
+    onchip = sum(
+        getattr(counts, f"{b}_{d}_bits")
+        for b in ("input_buffer", "shift_buffer", "weight_buffer", "output_buffer")
+        for d in ("read", "write")
+    )
+    return {
+        "dataflow": pl.dataflow,
+        "tile_co": pl.tile_co,
+        "tile_c": pl.tile_c,
+        "n_tiles": pl.n_tiles,
+        "n_ctiles": pl.n_ctiles,
+        "weights": _WEIGHTS[pl.weights],
+        "input_resident": pl.input_resident,
+        "compulsory_dram_bytes": comp,
+        "dram_ratio": dram / comp,
+        "ideal_cycles": ideal,
+        "utilisation": ideal / counts.cycles if counts.cycles else 0.0,
+        "weight_reuse": w_uses / counts.weight_buffer_read_bits
+        if counts.weight_buffer_read_bits
+        else float("inf"),
+        "input_reuse": p.passes * terms * word / in_reads if in_reads else float("inf"),
+        "dram_reuse": onchip / (8 * dram) if dram else float("inf"),
+    }

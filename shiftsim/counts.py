@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+
+import numpy as np
 
 __all__ = ["Counts"]
 
@@ -76,6 +79,10 @@ class Counts:
     shift_unit_inputs
         Input values the shift unit processed (each makes S shifts and S+1 negations); more
         than ``B*C*H*W`` when overlapping input windows are shifted again.
+    weight_rf_read_bits, weight_rf_write_bits
+        Traffic of the units' weight register files.
+    psum_read_bits, psum_write_bits
+        Traffic of the units' partial-sum registers (input-channel tiles).
     energy_pj
         Total energy from the energy table in use.
     """
@@ -105,7 +112,27 @@ class Counts:
     dram_read_bytes: int = 0
     dram_write_bytes: int = 0
     shift_unit_inputs: int = 0
+    weight_rf_read_bits: int = 0
+    weight_rf_write_bits: int = 0
+    psum_read_bits: int = 0
+    psum_write_bits: int = 0
     energy_pj: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "energy_pj":
+                if isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
+                    raise TypeError(f"energy_pj must be a number, got {v!r}")
+                if not math.isfinite(float(v)) or v < 0:
+                    raise ValueError(f"energy_pj must be finite and >= 0, got {v!r}")
+                object.__setattr__(self, f.name, float(v))
+                continue
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"{f.name} must be an int, got {v!r}")
+            if v < 0:
+                raise ValueError(f"{f.name} must be >= 0, got {v!r}")
+            object.__setattr__(self, f.name, int(v))
 
     def __add__(self, other: Counts) -> Counts:
         if not isinstance(other, Counts):

@@ -43,6 +43,10 @@ class Overflow(IntEnum):
     SAT = 1
 
 
+#: Elements per block of the elementwise conversions: their temporaries stay a few MB.
+BLOCK_ELEMENTS = 1 << 16
+
+
 def as_float_array(x: ArrayLike, name: str) -> NDArray[np.floating]:
     """Return ``x`` as a float32 or float64 array, rejecting NaN, Inf and non-float input.
 
@@ -207,7 +211,20 @@ class FixedFormat:
         """Like :meth:`from_float`, also returning how many values overflow changed."""
         rounding = check_enum(Rounding, rounding, "rounding")
         overflow = check_enum(Overflow, overflow, "overflow")
-        v = round_scaled(as_float_array(x, "x"), self.frac_bits, rounding)
+        arr = as_float_array(x, "x")
+        flat = (arr if arr.flags.c_contiguous else arr.copy(order="C")).reshape(-1)
+        out = np.empty(flat.size, dtype=np.int64)
+        n_over = 0
+        for start in range(0, flat.size, BLOCK_ELEMENTS):  # in blocks: temporaries stay small
+            block = slice(start, start + BLOCK_ELEMENTS)
+            out[block], n = self._from_float_block(flat[block], rounding, overflow)
+            n_over += n
+        return out.reshape(arr.shape), n_over
+
+    def _from_float_block(
+        self, x: NDArray[np.floating], rounding: Rounding, overflow: Overflow
+    ) -> tuple[NDArray[np.int64], int]:
+        v = round_scaled(x, self.frac_bits, rounding)
         lo, hi = self.min_raw, self.max_raw
         # |v| <= 2**62 is exact in int64 and beyond every format's range (bits <= 62)
         limit = math.ldexp(1.0, MAX_FIXED_BITS)
@@ -227,7 +244,8 @@ class FixedFormat:
 
     def to_float(self, raw: ArrayLike) -> NDArray[np.float64]:
         """Return the values raw integers represent, as float64 (exact up to 53 bits)."""
-        return np.ldexp(np.asarray(raw, dtype=np.float64), -self.frac_bits)
+        out = np.array(raw, dtype=np.float64)  # a copy of our own: scaled in place
+        return np.ldexp(out, -self.frac_bits, out=out)
 
     def contains(self, raw: ArrayLike) -> bool:
         """Whether every raw value lies in ``[min_raw, max_raw]``."""

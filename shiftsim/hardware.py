@@ -12,7 +12,15 @@ import numpy as np
 
 from shiftsim.formats import check_int
 
-__all__ = ["Hardware"]
+__all__ = ["DATAFLOWS", "INT_LIMIT", "Hardware"]
+
+#: Dataflows a :class:`Hardware` runs: output-stationary, weight-stationary, or the lower-energy
+#: of the two (SPEC §7, :mod:`shiftsim.cycle`).
+DATAFLOWS = ("os", "ws", "auto")
+
+#: Largest size or rate a Hardware field takes: the kernels count in int64, and a buffer of
+#: ``2**40`` bytes (1 TiB) is far beyond any accelerator.
+INT_LIMIT = 1 << 40
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +55,16 @@ class Hardware:
         Width of one SRAM access, for the energy table.
     dram_access_bits : int, default 64
         Width of one DRAM access, for the energy table.
+    weight_rf_entries : int, default 1024
+        Entries of each accumulation unit's weight register file, one weight each (all N
+        ShiftCNN indices of a weight, a MAC weight, a log code). A unit keeps its filter slice there
+        across the output positions it computes when the slice fits; 0 means no register
+        file (every weight streams from the weight buffer).
+    dataflow : {"os", "ws", "auto"}, default "auto"
+        Output-stationary (the largest weight tiles, weights broadcast from the weight
+        buffer every chunk), weight-stationary (each unit keeps one output channel's
+        weights in its register file across the positions it computes), or whichever of
+        the two costs less energy (the report says which).
 
     Examples
     --------
@@ -69,19 +87,24 @@ class Hardware:
     pipelined: bool = True
     sram_access_bits: int = 64
     dram_access_bits: int = 64
+    weight_rf_entries: int = 1024
+    dataflow: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("shift_width", "acc_units", "tree_width", "dram_bytes_per_cycle"):
-            check_int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1, INT_LIMIT)
         for name in (
             "input_buffer_bytes",
             "shift_buffer_bytes",
             "weight_buffer_bytes",
             "output_buffer_bytes",
         ):
-            check_int(name, getattr(self, name), 0)
+            check_int(name, getattr(self, name), 0, INT_LIMIT)
         for name in ("sram_access_bits", "dram_access_bits"):
-            check_int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1, 1 << 16)
+        check_int("weight_rf_entries", self.weight_rf_entries, 0, 1 << 20)
+        if not isinstance(self.dataflow, str) or self.dataflow not in DATAFLOWS:
+            raise ValueError(f"dataflow must be one of {DATAFLOWS}, got {self.dataflow!r}")
         clock = self.clock_hz
         if isinstance(clock, bool) or not isinstance(clock, (int, float, np.number)):
             raise TypeError(f"clock_hz must be a number, got {clock!r}")
@@ -106,7 +129,8 @@ class Hardware:
         Assumed here: 64 accumulation units with 16-input adder trees (1,024 selectors),
         a 32-input shift unit, a 128-bit DRAM port, 200 MHz, and on-chip memory of the size
         of a mid-range FPGA's block RAM (128 KiB input, 512 KiB shift buffer, 1 MiB
-        weights, 32 KiB output).
+        weights, 32 KiB output), 4608-entry weight register files per unit
+        (a 3x3 filter of 512 channels).
         """
         kib = 1024
         return cls(
@@ -119,6 +143,30 @@ class Hardware:
             output_buffer_bytes=32 * kib,
             dram_bytes_per_cycle=16,
             clock_hz=200e6,
+            weight_rf_entries=4608,
+        )
+
+    @classmethod
+    def tiny(cls) -> Hardware:
+        """A microcontroller-class accelerator: 8-16 KiB per buffer.
+
+        4 accumulation units with 4-input trees (16 selectors), a 4-input shift unit, a
+        32-bit DRAM port at 50 MHz, 8 KiB input, 16 KiB shift, 16 KiB weight and 4 KiB
+        output buffers, 288-entry weight register files. Every packaged topology maps onto
+        it: layers that do not fit are cut into output-channel and input-channel tiles.
+        """
+        kib = 1024
+        return cls(
+            shift_width=4,
+            acc_units=4,
+            tree_width=4,
+            input_buffer_bytes=8 * kib,
+            shift_buffer_bytes=16 * kib,
+            weight_buffer_bytes=16 * kib,
+            output_buffer_bytes=4 * kib,
+            dram_bytes_per_cycle=4,
+            clock_hz=50e6,
+            weight_rf_entries=288,
         )
 
     @classmethod
@@ -127,8 +175,8 @@ class Hardware:
 
         16 accumulation units with 8-input trees (128 selectors), an 8-input shift unit,
         a 64-bit DRAM port at 100 MHz, 32 KiB input, 128 KiB shift, 160 KiB weight and
-        8 KiB output buffers: every ResNet-18 convolution fits; the deep layers' weights are
-        cut into tiles.
+        8 KiB output buffers, 1152-entry weight register files; layers that do not fit are
+        tiled (:mod:`shiftsim.cycle`).
         """
         kib = 1024
         return cls(
@@ -141,4 +189,5 @@ class Hardware:
             output_buffer_bytes=8 * kib,
             dram_bytes_per_cycle=8,
             clock_hz=100e6,
+            weight_rf_entries=1152,
         )

@@ -362,13 +362,19 @@ class LogCode:
         >>> quantize_log([0.3, -5.0, 0.0], bits=3, fsr=2).to_float().tolist()
         [0.25, -2.0, 0.0]
         """
-        e = self.exponent.astype(np.int64)
-        if self.format.k == 1:
-            mag = np.ldexp(1.0, e)
-        else:
-            odd = e & 1
-            mag = np.ldexp(np.where(odd == 1, np.sqrt(2.0), 1.0), (e - odd) // 2)
-        return np.where(self.sign == 0, 0.0, self.sign * mag)
+        exponent = _c_order(np.asarray(self.exponent)).reshape(-1)
+        sign = np.broadcast_to(self.sign, np.shape(self.exponent)).reshape(-1)
+        out = np.empty(exponent.size, dtype=np.float64)
+        for block in _blocks(exponent.size):  # elementwise, in blocks: temporaries stay small
+            e = exponent[block].astype(np.int64)
+            if self.format.k == 1:
+                mag = np.ldexp(1.0, e)
+            else:
+                odd = e & 1
+                mag = np.ldexp(np.where(odd == 1, np.sqrt(2.0), 1.0), (e - odd) // 2)
+            s = sign[block]
+            out[block] = np.where(s == 0, 0.0, s * mag)
+        return out.reshape(np.shape(self.exponent))
 
 
 def _float_threshold(dtype: type[np.floating], p: int, q: int) -> np.floating:
@@ -694,11 +700,15 @@ def quantize_linear(
         raise TypeError(f"signed must be a bool, got {signed!r}")
     rounding = check_enum(Rounding, rounding, "rounding")
     fsr_int = round(fsr)
-    arr = as_float_array(x, "x").astype(np.float64)
+    arr = as_float_array(x, "x")
     top = 1 << bits
     lo = -top if signed else 0
-    v = round_scaled(arr, bits - fsr_int, rounding)  # round(x / step), exact
-    raw = np.clip(v, lo, top).astype(np.int64)  # lo and top are exact powers of two
+    flat = _c_order(arr).reshape(-1)
+    raw = np.empty(arr.shape, dtype=np.int64)
+    raw_flat = raw.reshape(-1)
+    for block in _blocks(flat.size):  # elementwise, in blocks: temporaries stay small
+        v = round_scaled(flat[block].astype(np.float64), bits - fsr_int, rounding)  # exact
+        raw_flat[block] = np.clip(v, lo, top).astype(np.int64)  # lo, top: powers of two
     return LinearCode(
         raw=raw, step=math.ldexp(1.0, fsr_int - bits), bits=bits, fsr=fsr_int, signed=bool(signed)
     )

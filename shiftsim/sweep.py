@@ -706,20 +706,15 @@ def sweep(
             check(point)
     ident = target_identity(target, config)
     results = None if out is None else ResultsFile(out)
+    lock: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if results is not None:
         results.check_writable()
-    lock = (
-        contextlib.nullcontext()
-        if results is None
-        else results.lock(
-            on_wait=lambda: (
-                progress
-                and print(
-                    f"sweep: waiting for another sweep writing {out} to finish", file=sys.stderr
-                )
-            )
-        )
-    )
+
+        def say_waiting() -> None:
+            if progress:
+                print(f"sweep: waiting for another sweep writing {out} to finish", file=sys.stderr)
+
+        lock = results.lock(on_wait=say_waiting)
     with lock:
         records = [] if results is None else results.load()
         foreign = [r for r in records if r.get("config") != ident]

@@ -277,6 +277,8 @@ def hardware_configs(draw, max_units=9):
         dram_bytes_per_cycle=draw(_st.integers(1, 9)),
         clock_hz=1e8,
         pipelined=draw(_st.booleans()),
+        weight_rf_entries=draw(_st.sampled_from([0, 1, 8, 64, 1024])),
+        dataflow=draw(_st.sampled_from(["os", "ws", "auto"])),
     )
 
 

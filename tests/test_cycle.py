@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import event, given
 
-from shiftsim.cost import estimate
+from shiftsim.cost import estimate, mapping
 from shiftsim.counts import Counts
 from shiftsim.cycle import TRACE_DTYPE, CycleLimitError
 from shiftsim.datapath.log_domain import LogDatapath
@@ -73,8 +73,11 @@ def _run_both(dp, layer, code, x, bias, hw):
     return dp.run(layer, code, x, bias, level="cycle", hardware=hw), est
 
 
-def _compute_cycles(layer, x_shape, hw, passes, log=False):
-    """SPEC's compute cycles; the log datapath: A*T serial lanes, one term per cycle each."""
+def _compute_cycles(layer, x_shape, hw, passes, dp, log=False):
+    """SPEC's compute cycles for the chosen tiles: per weight tile of ``ct`` output channels
+    ``ceil(ct*Ho*Wo / lanes)`` chunks, each ``N*Kh*Kw*ceil(tcl/T)`` cycles per input-channel
+    tile of ``tcl`` channels (the log datapath: A*T serial lanes, ``tcl*Kh*Kw`` cycles)."""
+    m = mapping(layer, dp, hw, x_shape)
     conv = layer.as_conv()
     if isinstance(layer, Linear):
         x_shape = (*x_shape, 1, 1)
@@ -82,14 +85,18 @@ def _compute_cycles(layer, x_shape, hw, passes, log=False):
     ho, wo = conv.output_hw(h, w)
     kh, kw = conv.kernel_size
     cg = conv.channels_per_group
+    co = conv.out_channels
+    lanes = hw.acc_units * hw.tree_width if log else hw.acc_units
+    tiles = [min(m["tile_co"], co - s) for s in range(0, co, m["tile_co"])]
+    chunks = sum(math.ceil(ct * ho * wo / lanes) for ct in tiles)
+    ctiles = [min(m["tile_c"], cg - s) for s in range(0, cg, m["tile_c"])]
     if log:
-        return (
-            b
-            * math.ceil(conv.out_channels * ho * wo / (hw.acc_units * hw.tree_width))
-            * (cg * kh * kw)
-        )
-    per_item = math.ceil(conv.out_channels * ho * wo / hw.acc_units) * passes * kh * kw
-    return b * per_item * math.ceil(cg / hw.tree_width)
+        per_chunk = sum(tcl * kh * kw for tcl in ctiles)
+    else:
+        per_chunk = sum(passes * kh * kw * math.ceil(tcl / hw.tree_width) for tcl in ctiles)
+    if m["tile_co"] == co and m["tile_c"] == cg:  # untiled: the closed form of SPEC §7
+        assert chunks * per_chunk == math.ceil(co * ho * wo / lanes) * per_chunk
+    return b * chunks * per_chunk
 
 
 def _same_arithmetic(got, want):
@@ -112,7 +119,7 @@ def test_shift_cycle_matches_golden_and_analytic(case, hw):
     # no count but overflows depends on the input values: the shape is enough
     assert estimate(case.layer, dp, hw, code=code, input_shape=case.x_raw.shape) == est
     assert res.counts.compute_cycles == _compute_cycles(
-        case.layer, case.x_raw.shape, hw, case.n_codebooks
+        case.layer, case.x_raw.shape, hw, case.n_codebooks, dp
     )
     assert res.counts.cycles == res.counts.compute_cycles + res.counts.stall_cycles
 
@@ -129,7 +136,7 @@ def test_mac_cycle_matches_golden_and_analytic(case, hw):
     _same_arithmetic(res.counts, gold.counts)
     assert est == res.counts.replace(overflows=0)
     assert estimate(case.layer, dp, hw, input_shape=case.x_raw.shape) == est
-    assert res.counts.compute_cycles == _compute_cycles(case.layer, case.x_raw.shape, hw, 1)
+    assert res.counts.compute_cycles == _compute_cycles(case.layer, case.x_raw.shape, hw, 1, dp)
 
 
 def _plus_one(code, dp):
@@ -156,7 +163,7 @@ def test_log_cycle_matches_golden_and_analytic(accumulate, case, hw):
     _same_arithmetic(res.counts, gold.counts)  # overflows: cycle == golden
     assert est == res.counts.replace(overflows=0)  # every other field, energy included
     shape = case.x_code.exponent.shape
-    assert res.counts.compute_cycles == _compute_cycles(case.layer, shape, hw, 1, log=True)
+    assert res.counts.compute_cycles == _compute_cycles(case.layer, shape, hw, 1, dp, log=True)
     assert res.counts.cycles == res.counts.compute_cycles + res.counts.stall_cycles
     # without the data, estimate assumes +1 codes: exact for such operands
     w1, x1 = _plus_one(case.w_code, dp), _plus_one(case.x_code, dp)

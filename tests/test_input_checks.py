@@ -10,8 +10,9 @@ import pytest
 
 from shiftsim import quantize
 from shiftsim.datapath.shift_add import ShiftAddDatapath
+from shiftsim.formats import FixedFormat
 from shiftsim.layers import Linear
-from shiftsim.quantize import quantize_log, quantize_shiftcnn
+from shiftsim.quantize import quantize_linear, quantize_log, quantize_shiftcnn
 from tests import naive_quantize as naive
 
 
@@ -32,9 +33,11 @@ def _peak_bytes(fn) -> int:
         lambda w: quantize_shiftcnn(w, n_codebooks=2, bits=4),
         lambda w: quantize_shiftcnn(w, n_codebooks=2, bits=4, axis=0),
         lambda w: quantize_log(w, bits=4, fsr=0),
+        lambda w: quantize_linear(w, bits=7, fsr=0, signed=True),
+        lambda w: FixedFormat(8, 7).from_float_counted(w),
         lambda w: ShiftAddDatapath().prepare(Linear(2048, 1024), w, np.ones((1, 2048))),
     ],
-    ids=["shiftcnn", "shiftcnn-per-channel", "log", "shift-prepare"],
+    ids=["shiftcnn", "shiftcnn-per-channel", "log", "linear", "fixed", "shift-prepare"],
 )
 def test_weight_quantization_peaks_under_twice_the_weights(quantizer) -> None:
     # a Linear(2048, 1024) layer (16 MiB of float64): the same per weight as Linear(25088, 1024)
@@ -62,6 +65,25 @@ def test_blocked_quantizers_match_the_oracle_across_block_edges(monkeypatch, axi
     for x, e, s in zip(w.ravel(), log.exponent.ravel(), log.sign.ravel()):
         sign, exp = naive.log_quant(float(x), 4, Fraction(1), 1)
         assert int(s) == sign and (exp is None or int(e) == exp)
+    lin = quantize_linear(w, bits=5, fsr=2, signed=True)
+    assert lin.raw.shape == w.shape and lin.raw.dtype == np.int64
+    assert lin.raw.ravel().tolist() == [naive.linear_quant(x, 5, 2, True) for x in w.ravel()]
+
+
+@pytest.mark.parametrize("overflow", ["WRAP", "SAT"])
+def test_blocked_fixed_conversion_matches_the_oracle(monkeypatch, overflow) -> None:
+    from shiftsim import formats
+    from shiftsim.formats import Overflow, Rounding
+
+    monkeypatch.setattr(formats, "BLOCK_ELEMENTS", 7)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 9)) * 3
+    fmt = FixedFormat(6, 3, signed=True)
+    raw, n_over = fmt.from_float_counted(x, Rounding.RND, Overflow[overflow])
+    want = [naive.fixed_from_float(v, 6, 3, True, "RND", overflow) for v in x.ravel()]
+    assert raw.shape == x.shape and raw.dtype == np.int64
+    assert raw.ravel().tolist() == [r for r, _ in want]
+    assert n_over == sum(o for _, o in want) > 0  # overflows counted across every block
 
 
 # ------------------------------------------------------------------ item 12: validation

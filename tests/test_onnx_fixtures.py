@@ -37,7 +37,15 @@ MODELS = (
 )
 EXPORTERS = ("ts13", "dynamo")
 ZOO = [f"{m}_{e}" for m in MODELS for e in EXPORTERS]
-QUANTIZED = ["resnet18_ort_qdq", "resnet18_ort_qop", "brevitas_cnn_qonnx", "brevitas_cnn_qcdq"]
+QUANTIZED = [
+    "resnet18_ort_qdq",
+    "resnet18_ort_qop",
+    "densenet121_ort_qdq",
+    "densenet121_ort_qop",
+    "efficientnet_b0_ort_qdq",
+    "brevitas_cnn_qonnx",
+    "brevitas_cnn_qcdq",
+]
 
 
 def _op_types(model: onnx.ModelProto) -> list[str]:

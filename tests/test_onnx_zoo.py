@@ -371,3 +371,23 @@ def test_unsupported_operators_are_all_listed_at_once(tmp_path: Path) -> None:
     assert "Conv (domain 'com.microsoft.nchwc'" in msg  # never read as a plain Conv
     assert "Einsum (domain 'ai.onnx'" in msg and "LpNormalization (domain 'ai.onnx', 2 nodes" in msg
     assert "\n" not in msg
+
+
+def test_constant_scales_and_biases_fold_into_the_layer_before(tmp_path: Path) -> None:
+    model = m_constants()  # conv, Mul by a per-channel constant, Add of a full tensor, ...
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    ops = [n.op for n in read_onnx(tmp_path / "m.onnx").nodes]
+    assert ops == ["conv", "affine", "affine", "affine", "relu"]  # the Mul is in the weights
+
+
+def test_dead_nodes_are_left_out(tmp_path: Path) -> None:
+    """A node nothing reads (an exporter's leftover, even of an unsupported op) is dropped."""
+    nodes = [
+        conv("x", "c", "w"),
+        helper.make_node("Einsum", ["c"], ["dead"], equation="bchw->bchw"),
+        helper.make_node("Relu", ["c"], ["y"]),
+        helper.make_node("Sigmoid", ["c"], ["dead2"]),
+    ]
+    model = build(nodes, [weight("w", 2, 1, 1, 1)], [1, 2, 2], out_shape=("n", "c", "h", "w"))
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    assert [n.op for n in read_onnx(tmp_path / "m.onnx").nodes] == ["conv", "relu"]

@@ -28,6 +28,10 @@ TIMEOUT_S = 600
 
 # README text -> what the test runs instead (a smaller input); each must match some command.
 SMALLER: list[tuple[str, str]] = [
+    (
+        r"bench_datapaths\.py --repeat 10\b",
+        "bench_datapaths.py --repeat 1 --layers 1 --batch 1 --small-batch 4",
+    ),
     (r"--repeat 10\b", "--repeat 1 --layers 2"),
     # the papers' studies: one model, 20 test images, a few cells (issue 13)
     (

@@ -15,9 +15,8 @@ from shiftsim.datapath.shift_add import ShiftAddDatapath
 from shiftsim.formats import FixedFormat, Overflow, Rounding
 from shiftsim.layers import Conv2d, Linear
 from shiftsim.quantize import ShiftCode, quantize_shiftcnn
+from tests.levels import LEVELS
 from tests.strategies import shift_cases
-
-LEVELS = ("golden", "functional", "cycle")
 
 
 def make_code(index, n_codebooks, bits, scale=1.0):
@@ -382,3 +381,21 @@ def test_short_row_adders_in_blocks_equal_golden(rng, short_lanes, size):
     gold = dp.run(layer, make_code(idx, 2, 4), x, np.array([5, -7, 0]), level="golden")
     np.testing.assert_array_equal(fast.y_raw, gold.y_raw)
     assert fast.counts == gold.counts
+
+
+@pytest.mark.parametrize("batch_bytes", [1, 10000, 1 << 24])  # 1, 2 (2+2+1) or 5 items
+@pytest.mark.parametrize("acc_bits", [32, 9])  # unchecked and checked adders
+def test_batch_items_share_kernel_launches(monkeypatch, rng, batch_bytes, acc_bits):
+    # one launch per item, a few items per launch (last launch partial), all items in one
+    import shiftsim.datapath.shift_add as sa
+
+    monkeypatch.setattr(sa, "_BATCH_BYTES", batch_bytes)
+    layer = Conv2d(3, 4, 3, stride=(1, 2), padding=1)
+    idx = rng.integers(-7, 8, size=(*layer.weight_shape, 2)).astype(np.int8)
+    x = rng.integers(0, 256, size=(5, 3, 6, 7))
+    dp = ShiftAddDatapath(acc_bits=acc_bits, overflow=Overflow.SAT)
+    gold = dp.run(layer, make_code(idx, 2, 4), x, level="golden")
+    fast = dp.run(layer, make_code(idx, 2, 4), x)
+    np.testing.assert_array_equal(fast.y_raw, gold.y_raw)
+    assert fast.counts == gold.counts
+    assert (gold.counts.overflows > 0) == (acc_bits == 9)

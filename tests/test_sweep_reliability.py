@@ -264,6 +264,7 @@ def _wait_lines(path: Path, n: int, timeout: float) -> None:
     raise AssertionError(f"{path} did not reach {n} lines in {timeout} s")
 
 
+@pytest.mark.jit_only  # no numba kernel runs here: once (in the JIT run) is enough
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_concurrent_sweeps_kill_and_changed_config(tmp_path: Path, sig: int) -> None:

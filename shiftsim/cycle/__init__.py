@@ -3,135 +3,131 @@ r"""The cycle-level model of the ShiftCNN accelerator and its schedule (SPEC §7
 Architecture
 ------------
 The paper's design (Gudovskiy & Rigazio 2017, Fig. 2-3, Algorithm 2), made parametric by
-:class:`shiftsim.hardware.Hardware`::
+:class:`shiftsim.hardware.Hardware`, with a memory hierarchy that reuses data::
 
-               +---------------- DRAM port: dram_bytes_per_cycle -----------------+
-               |  input rows        weight indices (N*B bits/weight)    outputs ^  |
-               v                    v                                           |  |
-        +--------------+     +---------------+                          +---------------+
-        | input buffer |     | weight buffer |                          | output buffer |
-        | (line buffer |     | (all weights, |                          | (2 tiles of A |
-        |  of rows)    |     |  or 2 tiles)  |                          |  acc_bits)    |
-        +------+-------+     +-------+-------+                          +-------^-------+
-               | shift_width values/cycle    | index per (co, c), broadcast     |
-        +------v-------+             |                                        |
-        | shift unit   | ±(x<<f)>>s, s = 0..S                                 |
-        +------+-------+             |                                        |
-        +------v-------+     +-------v------------------------------------+   |
-        | shift buffer |---->| A = acc_units accumulation units, each:    |---+
-        | P-1 words per|     |  tree_width selectors (P-1 : 1 multiplexer |
-        | input of the |     |  per channel) -> adder tree -> partial sum |
-        | tile window  |     |  -> accumulator register (acc_bits)        |
-        +--------------+     +--------------------------------------------+
+        +------------------------ DRAM port: dram_bytes_per_cycle -------------------------+
+        | input rows / windows     weights (N*B bits each)                       results ^ |
+        v                          v                                                     | |
+ +--------------+          +---------------+                                   +---------------+
+ | input buffer |          | weight buffer | all weights, two tiles, or two    | output buffer |
+ | line buffer  |          |               | chunks' slices                    | 2 chunks of   |
+ | or 2 windows |          +-------+-------+                                   | acc_bits      |
+ +------+-------+                  | one word per distinct output channel      +-------^-------+
+        | shift_width values/cycle | and cycle, multicast to its units               |
+ +------v-------+                  |                                                 |
+ | shift unit   | +-(x<<f)>>s      |                                                 |
+ +------+-------+                  |                                                 |
+ +------v-------+   P-1 words of an input, once per cycle, multicast to every unit   |
+ | shift buffer |------------------+-----------------------------+                  |
+ +--------------+                  |                             |                   |
+                 +-----------------v--------------+   +----------v---------------+   |
+                 | unit 0: weight register file   |   | unit A-1                 |---+
+                 |  (weight_rf_entries weights)   |   |   ...                    |
+                 |  T selectors (P-1 : 1 + sign)  |   |                          |
+                 |  adder tree -> partial sums    |   |                          |
+                 |  (one per step (n, kh, kw)     |   |                          |
+                 |  across channel tiles)         |   |                          |
+                 |  -> accumulator (acc_bits)     |   |                          |
+                 +--------------------------------+   +--------------------------+
 
-Schedule (output-stationary, Algorithm 2)
------------------------------------------
-The weights of a layer are either all resident in the weight buffer, or cut into *weight
-tiles* of ``Ct`` output channels (the largest multiple of ``A`` with room for two tiles: one
-in use, one loading). Per batch element, each tile is one *sweep* over the image: its
-``Ct*Ho*Wo`` outputs are taken in the order ``o = (oh*Wo + ow)*Ct + co`` (positions in raster
-order, output channels fastest) and cut into *chunks* of ``A = acc_units`` consecutive
-outputs, one output per accumulation unit (the last chunk of a sweep may be shorter: ``L_k``
-outputs). As ``Ct`` is a multiple of ``A``, only the last tile's last chunk is short, and the
-chunk count per element stays ``ceil(Co*Ho*Wo / A)``::
+The MAC datapath has the same hierarchy with a multiplier per selector and no shift unit or
+shift buffer (the units read the input buffer, multicast the same way); the log datapath has
+``A*T`` serial lanes (exponent adder, shifter, accumulator or log adder each) reading packed
+codes. Every datapath describes its hardware once (:class:`shiftsim.datapath.hardware_desc.
+HardwareDesc`: widths, passes, words per input, serial lanes); this package, the analytic
+model and the energy table use only that description.
 
-    for b in batch:                              # batch elements one after the other
-      for weight tile (sweep):                   # one tile when the weights fit
+Mapping (:func:`shiftsim.cycle.schedule.plan`)
+----------------------------------------------
+A layer is cut into *weight tiles* of ``Ct`` output channels (any size, ``Co`` when all
+fit) and *input-channel tiles* of ``Tc`` channels per group (``Cg`` when they fit). Per batch
+element (batch is one element at a time), each weight tile is one *sweep* over the image: its
+``Ct*Ho*Wo`` outputs in the order ``o = (oh*Wo + ow)*Ct + co`` (positions in raster order,
+output channels fastest), cut into *chunks* of ``A = acc_units`` consecutive outputs (the log
+datapath: ``A*T``), one output per unit; each chunk runs once per input-channel tile (a
+*pass*)::
+
+    for b in batch:
+      for weight tile t (sweep):
         for chunk k of the sweep:
-          for n in 1..N:  for kh:  for kw:       # Algorithm 2 order (N = 1 for MAC, log)
-            for channel block cb in 0 .. ceil(Cg / T) - 1:      # T = tree_width
-              one cycle: every unit selects T channels' shifted words (by its weight
-                         indices), its adder tree sums them into the partial sum;
-                         at the last block: acc = OVERFLOW(acc + partial)   (SPEC §5.1)
+          for input-channel tile ci:                        # one pass
+            for n in 1..N:  for kh:  for kw:                # Algorithm 2 order (N = 1: MAC, log)
+              for channel block cb of the tile (T channels):  # one cycle
+                every unit selects T channels' words by its weight indices and sums them
+                in its adder tree; at the step's last block:
+                  ci < last tile:  psum[n, kh, kw] (+)= partial       (partial-sum registers)
+                  ci = last tile:  acc = OVERFLOW(acc + psum + partial)     (SPEC §5.1)
           the L_k results go to the output buffer, then to DRAM
 
-The partial sum spans the channel blocks, so the register sees exactly SPEC §5.1's updates
-(one per n, kh, kw), WRAP and SAT alike.
+so the register sees exactly SPEC §5.1's updates (one per n, kh, kw, over all channels),
+WRAP and SAT alike. The log datapath's lanes take one term per cycle in the order c, kh, kw
+(its registers simply continue from one channel tile to the next).
 
-The log datapath (SPEC §5.2) cannot use an adder tree: every term is merged into its
-register (and wrapped or saturated, or merged by the log adder ``max + correction``, which is
-not associative) before the next one, in the order c, kh, kw. Its ``A*T`` lanes (the same
-budget as ``A`` trees of ``T`` inputs: ``A*T`` exponent adders) are therefore ``A*T``
-independent *serial* accumulators, each owning one output and taking one term per cycle. A
-chunk is ``A*T`` outputs (``A`` is read as ``A*T`` everywhere below: chunks, weight tiles,
-output buffer), and the inner loops become::
-
-          for c in 0 .. Cg-1:  for kh:  for kw:          # SPEC §5.2 order, one term per cycle
-              one cycle: every lane reads its input code and weight code, adds the exponents
-                         (when both are nonzero) and merges the term into its register(s):
-                         linear: acc = OVF(acc +- floor(2^(p/k + F)))  (odd base-sqrt2 terms:
-                         acc_odd, or the shift-add constant);  log: the log adder
-          output stage (overlapped, no cycle): split mode's acc + floor(acc_odd * c), or the
-                         log -> linear conversions and bias + lin(S+) - lin(S-)
-
-Memory. Only *tapped* input rows and columns (those some kernel tap of some output reads;
-padding is never stored or read) move. Chunk ``k`` reads the window ``rows [r0, r1] x cols
-[c0, c1]``, with ``oh0, ow0`` / ``oh1, ow1`` the positions of its first and last output::
+Buffers. One input-channel tile (*line mode*): the input buffer is a line buffer: a sweep
+loads each tapped row (its tapped columns: padding and unread columns are never stored) of
+its groups' channels once, when a chunk's
+window first needs it; with several weight tiles and room for two elements' tapped rows, the
+rows stay resident for the element (dense layers). The shift unit shifts the window positions
+not in the previous chunk's window of the sweep. Several tiles (*box mode*): every pass loads
+its window's tapped positions of its channels and shifts them. Chunk ``k``'s window, from the
+positions of its first and last outputs::
 
     r0 = max(oh0*sh - ph, 0)           r1 = min(oh1*sh - ph + (Kh-1)*dh, H-1)
     c0 = max(ow0*sw - pw, 0)           c1 = min(ow1*sw - pw + (Kw-1)*dw, W-1)   if oh0 == oh1
     c0, c1 = 0, W-1                                                          otherwise
 
-- *Input buffer*. Line buffer: a sweep loads each tapped row once, when a chunk first needs
-  it (``new_rows_k`` = tapped rows in ``[max(r0, last row loaded + 1), r1]``), all ``C``
-  channels and ``W`` columns of ``act_bits``; rows above ``r0`` are dropped, so each sweep
-  loads the rows again. With several weight tiles and room for two elements' tapped rows, the
-  rows instead stay resident: loaded once per element, at its first chunk.
-- *Shift buffer*: the shift unit shifts every tapped window position not in the previous
-  chunk's window (``new_box_k = |window_k| - |window_k ∩ window_(k-1)|`` tapped positions,
-  times ``C`` channels) into ``P-1 = 2(S+1)`` words of ``word_bits = act_bits + f (+1 if
-  unsigned)``; positions that leave the window are dropped (and shifted again if a later
-  window needs them: ``shift_unit_inputs`` counts this real work, ``shift_ops`` and
-  ``negations`` the datapath's ``B*C*H*W*S`` and ``*(S+1)``). The MAC and log datapaths read
-  the input buffer directly.
-- *Weight buffer*: resident weights (``Co*Cg*Kh*Kw`` of ``N*B`` bits) are loaded once before
-  the first chunk of the batch; a weight tile's ``Ct`` filters are loaded by its sweep's first
-  chunk (so once per element).
-- *Output buffer*: each chunk's ``L_k`` results (``acc_bits``) are written once, read once.
+Weights: all resident (loaded once per batch) when they fit; else a tile's weights, all its
+channel tiles, loaded at the sweep's first chunk (two tiles in the buffer); else each pass
+loads its chunk's output channels' slice. Needs (bits; double-buffered where the next pass
+loads ahead): input ``(rows_k + new_rows_(k+1)) * chans * tapped_cols * act_bits`` (line) or
+``box_g*chans_g + box_(g+1)*chans_(g+1)`` values (box); shift buffer the same positions times
+``P-1`` words of ``word_bits``; weights all, ``2*Ct*Cg*Kh*Kw*weight_bits`` or two slices;
+output ``2*A*acc_bits``.
 
-A buffer too small for this schedule is a ``ValueError`` naming it and the bytes it needs
-(input: ``rows_k + new_rows_(k+1)`` tapped rows in the line regime; shift:
-``(box_k + new_box_(k+1))*C*(P-1)`` words; weight: two tiles of ``A`` filters, or all weights;
-output: ``2*min(A, Co*Ho*Wo)`` results). Growing any buffer never increases DRAM traffic:
-a bigger weight buffer means fewer, larger tiles (each sweep reloads the tapped rows unless
-they are resident; the weights are read once per element, or once per batch when resident),
-a bigger input buffer can only make the rows resident.
+Choice. For each ``Ct`` in {``Co``, ``A*2^j``, ``A/2^j``, 1} the largest ``Tc`` in {``Cg``,
+``T*2^j``, ``T/2^j``, 1} that fits; ``dataflow="os"`` takes the least DRAM traffic (then the
+largest tile); ``"ws"`` the best weight-stationary candidate (``A % Ct == 0``: unit ``u``
+computes output channel ``u mod Ct`` at every position of the sweep, its filter in its
+register file); ``"auto"`` the lower energy of the two. A bigger buffer only adds candidates:
+DRAM traffic never grows. Only a machine that cannot hold the smallest tile (``Ct = Tc = 1``)
+is refused, naming the layer, the buffer and the bytes.
 
-Timing. Chunk ``k`` needs ``prep_k`` cycles of DMA then shift unit, then ``steps`` compute
-cycles; its results leave in ``store_k`` cycles::
+Counts
+------
+Timing. Pass ``g`` needs ``prep_g`` cycles of DMA then shift unit, then ``steps_g`` compute
+cycles; a chunk's results leave in ``store`` cycles after its last pass::
 
-    steps   = N * Kh * Kw * ceil(Cg / T)           (shift; MAC with N = 1)
-    steps   = Cg * Kh * Kw                          (log: one term per cycle and lane)
-    prep_k  = ceil((ceil(in_bits_k / 8) + ceil(w_bits_k / 8)) / dram_bytes_per_cycle)
-              + ceil(C * new_box_k / shift_width)            (shift datapath only)
-    store_k = ceil(ceil(L_k * acc_bits / 8) / dram_bytes_per_cycle)
+    steps_g = N * Kh * Kw * ceil(tcl_g / T)             (shift; MAC with N = 1)
+            = tcl_g * Kh * Kw                             (log: one term per cycle and lane)
+    prep_g  = ceil((ceil(in_bits_g / 8) + ceil(w_bits_g / 8)) / dram_bytes_per_cycle)
+              + ceil(shifted_g / shift_width)             (shift datapath only)
+    store_g = ceil(ceil(L_k * acc_bits / 8) / dram_bytes_per_cycle)   (last channel tile)
 
-    compute_cycles = B * ceil(Co*Ho*Wo / A) * steps   # = B*ceil(Co*Ho*Wo/A)*N*Kh*Kw*ceil(Cg/T)
-                   = B * ceil(Co*Ho*Wo / (A*T)) * Cg*Kh*Kw            (log datapath)
+    compute_cycles = Σ_g steps_g          (untiled: B*ceil(Co*Ho*Wo/A)*N*Kh*Kw*ceil(Cg/T))
+    pipelined:      cycles = prep_0 + Σ_g max(steps_g, prep_(g+1) + store_(g-1)) + store_last
+    not pipelined:  cycles = Σ_g (prep_g + steps_g + store_g)
+    stall_cycles = cycles - compute_cycles
 
-    pipelined (double-buffered: chunk k+1 is prepared and chunk k-1 stored while k computes):
-      cycles = prep_0 + Σ_k max(steps, prep_(k+1) + store_(k-1)) + store_last
-    not pipelined:
-      cycles = Σ_k (prep_k + steps + store_k)
+Traffic (bits), with ``reads_g = Σ_(positions p of the chunk) real_taps(p) * groups(p)``
+(distinct input words a cycle reads, summed over the pass's taps, per channel)::
 
-    stall_cycles = cycles - compute_cycles     (adders idle, waiting for memory)
+    input  write  in_bits_g (the DRAM input);  read: shift unit Σ shifted_g * act_bits, or
+                  (MAC, log) reads_g * tcl_g * act_bits: one read per input word and cycle,
+                  multicast to every unit at that position
+    shift  write  Σ shifted_g * (P-1) * word_bits
+           read   reads_g * tcl_g * N * (P-1) * word_bits: an input's P-1 words once per cycle
+    weight write  w_bits_g;  read: distinct_co_g * tcl_g*Kh*Kw*N * pass_weight_bits per pass,
+                  0 when every unit's register file still holds its slice (one channel tile,
+                  the same output channel as in the previous chunk, the slice fits)
+    weight RF     read L * tcl*Kh*Kw*N * pass_weight_bits per pass when the slice fits;
+                  written as much on the passes that read the weight buffer
+    psum          L * N*Kh*Kw * acc_bits written after each channel tile but the last, read
+                  before each but the first (shift and MAC)
+    output write = read = Σ_k L_k * acc_bits
+    DRAM   read   Σ_g ceil(in_bits_g / 8) + ceil(w_bits_g / 8);  write Σ_k ceil(L_k*acc_bits/8)
 
-with ``k`` running over all ``B * ceil(Co*Ho*Wo / A)`` chunks (``prep``/``store`` outside the
-range are 0), ``in_bits_k = new_rows_k * C * W * act_bits`` and ``w_bits_k`` the weights the
-chunk loads.
-
-Buffer traffic (bits)::
-
-    input  write  Σ in_bits_k                                (the DRAM input, before rounding)
-           read   shift: Σ C * new_box_k * act_bits (the shift unit);
-                  MAC/log: act_bits per term whose input is real (one read per unit/lane)
-    shift  write  Σ C * new_box_k * (P-1) * word_bits
-           read   word_bits per selection with a nonzero index and a real input
-    weight write  Σ w_bits_k
-           read   Σ_k min(Ct, L_k) * Kh * Kw * Cg * weight_bits  (one read per distinct co
-                  of the chunk per cycle, broadcast to its units)
-    output write = read = B * Co * Ho * Wo * acc_bits
-    DRAM   read   Σ_k ceil(in_bits_k / 8) + ceil(w_bits_k / 8);  write Σ_k ceil(L_k*acc_bits/8)
+Bounds: DRAM traffic ≥ the compulsory traffic (each tapped input, weight and output once);
+compute cycles ≥ ``ceil(N * MACs / (A*T))`` (:func:`shiftsim.cost.mapping` reports both).
 
 Arithmetic counts are the datapath's own (:class:`shiftsim.counts.Counts`), counted by the
 stepped units as they compute. Closed forms (``O = B*Co*Ho*Wo`` outputs, ``T = O*Cg*Kh*Kw``
@@ -151,19 +147,15 @@ terms; shift: ``S``, ``P`` as in SPEC §3)::
       log:    exponent_adds = acc_updates = T_nz, compares = L, shift_ops = L + R,
               log_to_linear = R, adds = L (floor) or 2L (mitchell) + O (+ O with a bias)
 
-``overflows`` are a data outcome (which register update wraps or saturates): the cycle
-model counts them as they happen, :func:`shiftsim.estimate` cannot know them (0). Energy is
-:func:`shiftsim.energy.energy_pj` of the counts.
+``overflows`` are a data outcome: the cycle model counts them as they happen,
+:func:`shiftsim.estimate` cannot know them (0). Energy is :func:`shiftsim.energy.energy_pj`
+of the counts.
 
-The three datapaths share the structure: the shift datapath as above; the MAC datapath has
-N = 1 and one multiplier per selector and no shift unit or shift buffer; the log datapath has
-``A*T`` serial lanes (exponent adder, shifter, accumulator or log adder each), its packed
-codes in the input and weight buffers, and no shift buffer.
-
-:func:`run_cycle` steps this schedule one cycle at a time (a DMA engine, the shift unit and the
-adders, each moving real data through the buffers, with presence checks on every read), and
-:func:`shiftsim.estimate` evaluates the formulas above; the test suite checks they agree on
-every count.
+:func:`run_cycle` steps this schedule one cycle at a time (a DMA engine, the shift unit and
+the units, moving real data through the buffers with the pass that loaded it, checking it on
+every read, and simulating each unit's register file), and :func:`shiftsim.estimate`
+evaluates the formulas above; the test suite checks they agree on every count, and checks
+both against a brute-force enumeration of every access that shares neither's code.
 """
 
 from __future__ import annotations

@@ -11,12 +11,13 @@ from shiftsim.counts import Counts
 from shiftsim.cycle.schedule import (
     KIND_LOG,
     KIND_SHIFT,
-    datapath_params,
+    describe,
     geometry,
+    map_layer,
     parallel_outputs,
-    plan,
 )
-from shiftsim.datapath.base import LayerResult, from_nchw_int64
+from shiftsim.datapath.base import LayerResult, from_nchw_int64, register_cycle_model
+from shiftsim.energy import energy_pj
 from shiftsim.formats import Overflow, Rounding
 from shiftsim.hardware import Hardware
 from shiftsim.kernels import cycle as _k
@@ -47,6 +48,10 @@ _COUNTERS = {
     "dram_read_bytes": _k.CT_DRAM_R,
     "dram_write_bytes": _k.CT_DRAM_W,
     "shift_unit_inputs": _k.CT_SHIFT_INPUTS,
+    "weight_rf_read_bits": _k.CT_RF_R,
+    "weight_rf_write_bits": _k.CT_RF_W,
+    "psum_read_bits": _k.CT_PSUM_R,
+    "psum_write_bits": _k.CT_PSUM_W,
 }
 _ARITHMETIC = {
     "shift_ops": _k.CT_SHIFT_OPS,
@@ -136,8 +141,6 @@ def run_cycle(
     CycleLimitError
         Past ``max_cycles``.
     """
-    from shiftsim.energy import energy_pj
-
     hw = Hardware.paper() if hardware is None else hardware
     if not isinstance(hw, Hardware):
         raise TypeError(f"hardware must be a Hardware, got {type(hw).__name__}")
@@ -147,10 +150,10 @@ def run_cycle(
         raise TypeError(f"max_cycles must be an int or None, got {max_cycles!r}")
     if max_cycles is not None and max_cycles < 0:
         raise ValueError(f"max_cycles must be >= 0, got {max_cycles!r}")
-    p = datapath_params(datapath)
+    p = describe(datapath)
     x, wq, bias, scale = _operand_arrays(p.kind, datapath, layer, operands)
     g = geometry(layer, x.shape if isinstance(layer, Conv2d) else x.shape[:2])
-    pl = plan(g, p, hw)
+    pl = map_layer(g, p, hw, where=str(layer))
     lanes = parallel_outputs(p, hw)
     cfg = np.zeros(_k.N_CFG, dtype=np.int64)
     rnd = getattr(datapath, "shift_rounding", Rounding.TRN) == Rounding.RND
@@ -159,6 +162,8 @@ def run_cycle(
         (_k.CF_KIND, p.kind), (_k.CF_A, lanes), (_k.CF_T, hw.tree_width),
         (_k.CF_SHIFT_WIDTH, hw.shift_width), (_k.CF_BW, hw.dram_bytes_per_cycle),
         (_k.CF_PIPELINED, hw.pipelined), (_k.CF_TILE_CO, pl.tile_co),
+        (_k.CF_TILE_C, pl.tile_c), (_k.CF_WEIGHTS, pl.weights),
+        (_k.CF_RF_ENTRIES, hw.weight_rf_entries),
         (_k.CF_INPUT_RESIDENT, pl.input_resident), (_k.CF_N, p.passes),
         (_k.CF_S, p.max_shift), (_k.CF_F, getattr(datapath, "shift_frac_bits", 0)),
         (_k.CF_RND, rnd), (_k.CF_ACC_BITS, p.acc_bits), (_k.CF_SAT, sat),
@@ -195,7 +200,10 @@ def run_cycle(
                 f"{tuple(x.shape)}); raise max_cycles or use shiftsim.estimate for big layers"
             )
         if status != _k.STATUS_OK:  # pragma: no cover - a schedule bug, not a user error
-            raise RuntimeError("cycle model: an adder read an operand its buffer did not hold")
+            raise RuntimeError(
+                f"cycle model: an operand was read that its buffer did not hold ({layer}, "
+                f"input {tuple(x.shape)}, tiles {pl.tile_co} x {pl.tile_c})"
+            )
         return y, ct, tr, int(wanted)
 
     y, ct, tr, wanted = step(0)
@@ -218,3 +226,6 @@ def run_cycle(
         counts=counts,
         trace=trace_arr,
     )
+
+
+register_cycle_model(run_cycle)

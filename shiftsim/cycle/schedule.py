@@ -1,18 +1,30 @@
-"""Shared pieces of the schedule: datapath word widths, layer geometry, buffer requirements.
+"""The schedule's mapping: layer geometry, tiles, buffer requirements, closed-form traffic.
 
-Both the cycle-stepped model (:mod:`shiftsim.cycle.model`) and the analytic model
-(:mod:`shiftsim.cost`) start from these; they then count the schedule's events independently
-(one steps it, the other sums closed forms), which is what makes their agreement a test.
+The cycle-stepped model (:mod:`shiftsim.cycle.model`) and the analytic model
+(:mod:`shiftsim.cost`) both run the :class:`Plan` that :func:`plan` chooses; the stepped model
+then counts every event as it moves data, while :func:`hardware_counts` gives the same counts
+in closed form (vectorised over the passes), which is what makes their agreement a test.
+The formulas are in the package docstring of :mod:`shiftsim.cycle`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
+from shiftsim.counts import Counts
+from shiftsim.datapath.hardware_desc import (
+    KIND_LOG,
+    KIND_MAC,
+    KIND_SHIFT,
+    HardwareDesc,
+    describe,
+)
+from shiftsim.energy import EnergyTable, energy_pj
 from shiftsim.hardware import Hardware
 from shiftsim.layers import Conv2d, Linear
 
@@ -20,116 +32,31 @@ __all__ = [
     "KIND_LOG",
     "KIND_MAC",
     "KIND_SHIFT",
-    "DatapathParams",
+    "WEIGHTS_PASS",
+    "WEIGHTS_RESIDENT",
+    "WEIGHTS_SWEEP",
     "Geometry",
+    "HardwareDesc",
     "Plan",
-    "chunk_windows",
-    "datapath_params",
+    "buffer_needs",
+    "compulsory_dram_bytes",
+    "describe",
     "geometry",
+    "hardware_counts",
+    "map_layer",
     "parallel_outputs",
+    "pass_table",
     "plan",
-    "steps_per_chunk",
+    "smallest_tile_needs",
     "tapped",
 ]
 
-KIND_SHIFT = 0
-KIND_MAC = 1
-KIND_LOG = 2
+#: Weight placement: all weights on chip for the batch; one output-channel tile's weights
+#: per sweep (all its input-channel tiles); or the chunk's weights reloaded every pass.
+WEIGHTS_RESIDENT, WEIGHTS_SWEEP, WEIGHTS_PASS = 0, 1, 2
 
 
-@dataclass(frozen=True)
-class DatapathParams:
-    """What the schedule needs to know about a datapath.
-
-    Attributes
-    ----------
-    kind : int
-        ``KIND_SHIFT``, ``KIND_MAC`` or ``KIND_LOG``.
-    passes : int
-        Passes over the receptive field: N codebooks for the shift datapath, else 1.
-    weight_bits : int
-        Bits stored per weight (``N*B`` for ShiftCNN indices).
-    pass_weight_bits : int
-        Bits of a weight read in one pass (``B`` for ShiftCNN, ``weight_bits`` otherwise).
-    act_bits : int
-        Bits per stored input value.
-    word_bits : int
-        Bits per shift-buffer word: ``act_bits + f``, plus a sign bit for unsigned inputs.
-    words_per_input : int
-        Shift-buffer words per input value, ``P - 1 = 2*(S+1)``; 0 without a shift unit.
-    max_shift : int
-        S (0 without a shift unit).
-    acc_bits : int
-        Accumulator (and output) width.
-    mult_bits : int
-        Multiplier width (MAC datapath), else 0.
-    """
-
-    kind: int
-    passes: int
-    weight_bits: int
-    pass_weight_bits: int
-    act_bits: int
-    word_bits: int
-    words_per_input: int
-    max_shift: int
-    acc_bits: int
-    mult_bits: int = 0
-
-
-def datapath_params(datapath: Any) -> DatapathParams:
-    """Describe ``datapath`` (ShiftAddDatapath, FixedMacDatapath or LogDatapath) to the schedule.
-
-    Raises
-    ------
-    TypeError
-        If ``datapath`` is none of these.
-    """
-    from shiftsim.datapath.log_domain import LogDatapath
-    from shiftsim.datapath.mac import FixedMacDatapath
-    from shiftsim.datapath.shift_add import ShiftAddDatapath
-
-    if isinstance(datapath, ShiftAddDatapath):
-        s = datapath.max_shift
-        act = datapath.act
-        return DatapathParams(
-            kind=KIND_SHIFT,
-            passes=datapath.n_codebooks,
-            weight_bits=datapath.n_codebooks * datapath.bits,
-            pass_weight_bits=datapath.bits,
-            act_bits=act.bits,
-            word_bits=act.bits + datapath.shift_frac_bits + (0 if act.signed else 1),
-            words_per_input=2 * (s + 1),
-            max_shift=s,
-            acc_bits=datapath.acc_bits,
-        )
-    if isinstance(datapath, (FixedMacDatapath, LogDatapath)):  # one pass, no shift unit
-        if isinstance(datapath, FixedMacDatapath):
-            kind, mult = KIND_MAC, True
-            wb, ab = datapath.weight.bits, datapath.act.bits
-        else:  # log codes: exponent bits plus a sign bit when signed
-            kind, mult = KIND_LOG, False
-            wb = datapath.weight.bits + int(datapath.weight.signed)
-            ab = datapath.act.bits + int(datapath.act.signed)
-        return DatapathParams(
-            kind=kind,
-            passes=1,
-            weight_bits=wb,
-            pass_weight_bits=wb,
-            act_bits=ab,
-            word_bits=0,
-            words_per_input=0,
-            max_shift=0,
-            acc_bits=datapath.acc_bits,
-            mult_bits=max(wb, ab) if mult else 0,
-        )
-    raise TypeError(
-        "datapath must be a ShiftAddDatapath, FixedMacDatapath or LogDatapath, got "
-        f"{type(datapath).__name__}"
-    )
-
-
-def parallel_outputs(p: DatapathParams, hw: Hardware) -> int:
+def parallel_outputs(p: HardwareDesc, hw: Hardware) -> int:
     """Outputs computed at once, the chunk size: ``A`` (``A*T`` serial lanes for the log datapath).
 
     The shift and MAC datapaths' ``A`` units each sum ``T`` channels of one output per cycle
@@ -137,14 +64,7 @@ def parallel_outputs(p: DatapathParams, hw: Hardware) -> int:
     the register, and wrapped or saturated, before the next), so each of its ``A*T`` lanes
     is a serial accumulator of its own output, one term per cycle.
     """
-    return hw.acc_units * hw.tree_width if p.kind == KIND_LOG else hw.acc_units
-
-
-def steps_per_chunk(g: Geometry, p: DatapathParams, hw: Hardware) -> int:
-    """Compute cycles of one chunk: ``N*Kh*Kw*ceil(Cg/T)``, or ``Cg*Kh*Kw`` (log datapath)."""
-    if p.kind == KIND_LOG:
-        return g.cg * g.kh * g.kw
-    return p.passes * g.kh * g.kw * -(-g.cg // hw.tree_width)
+    return hw.acc_units * hw.tree_width if p.serial_lanes else hw.acc_units
 
 
 @dataclass(frozen=True)
@@ -215,6 +135,11 @@ def tapped(g: Geometry) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
     return rows, cols
 
 
+def _tapped_cols(g: Geometry) -> int:
+    """Columns some output reads: a line-buffer row holds these (padding is never stored)."""
+    return int(tapped(g)[1].sum())
+
+
 def _count(cum: NDArray[np.int64], lo: NDArray[np.int64], hi: NDArray[np.int64]) -> NDArray:
     """Tapped indices in ``[lo, hi]`` (0 when empty) from a prefix sum ``cum``."""
     lo_c = np.clip(lo, 0, len(cum) - 1)
@@ -222,136 +147,523 @@ def _count(cum: NDArray[np.int64], lo: NDArray[np.int64], hi: NDArray[np.int64])
     return np.where(hi >= lo, np.maximum(cum[hi_c] - cum[lo_c], 0), 0)
 
 
-def chunk_windows(g: Geometry, acc_units: int, tile_co: int) -> dict[str, NDArray[np.int64]]:
-    """Per-chunk input windows of one batch element, as closed forms over the chunk index.
+def _real_per_position(g: Geometry) -> NDArray[np.int64]:
+    """Kernel taps of each output position (raster order) that land inside the image."""
+    oh = np.arange(g.ho)[:, None] * g.sh - g.ph + np.arange(g.kh)[None, :] * g.dh
+    ow = np.arange(g.wo)[:, None] * g.sw - g.pw + np.arange(g.kw)[None, :] * g.dw
+    rr = ((oh >= 0) & (oh < g.h)).sum(axis=1)
+    cc = ((ow >= 0) & (ow < g.w)).sum(axis=1)
+    return (rr[:, None] * cc[None, :]).ravel().astype(np.int64)
 
-    The ``Co`` output channels are cut into weight tiles of ``tile_co`` (a multiple of
-    ``A``, or ``Co``); a sweep over the image computes one tile's outputs in the order
-    ``o = (oh*Wo + ow)*Ct + co`` and cuts them into chunks of ``A``. Returns int64 arrays over
-    the element's chunks: ``length`` (L_k), ``sweep`` (weight tile), ``sweep_start`` (1 on a
-    sweep's first chunk), ``rows`` (tapped input rows of its window), ``new_rows`` (tapped
-    rows no earlier chunk of the sweep loaded), ``box`` (tapped positions of its window),
-    ``new_box`` (positions not in the previous chunk's window), ``distinct_co``.
-    """
-    a_units = acc_units
+
+def _tile_chunks(g: Geometry, a_units: int, ct: int) -> dict[str, NDArray[np.int64]]:
+    """Chunks of one output-channel tile of ``ct`` channels (see :func:`pass_table`)."""
     trow, tcol = tapped(g)
     rcum = np.concatenate(([0], np.cumsum(trow)))
     ccum = np.concatenate(([0], np.cumsum(tcol)))
-    parts: dict[str, list[NDArray[np.int64]]] = {}
-    n_tiles = -(-g.co // tile_co)
-    for t in range(n_tiles):
-        ct = min(tile_co, g.co - t * tile_co)
-        n_out = ct * g.ho * g.wo
-        first = np.arange(-(-n_out // a_units), dtype=np.int64) * a_units
-        length = np.minimum(a_units, n_out - first)
-        p0, p1 = first // ct, (first + length - 1) // ct
-        oh0, ow0, oh1, ow1 = p0 // g.wo, p0 % g.wo, p1 // g.wo, p1 % g.wo
-        r0 = np.maximum(oh0 * g.sh - g.ph, 0)
-        r1 = np.minimum(oh1 * g.sh - g.ph + (g.kh - 1) * g.dh, g.h - 1)
-        one_row = oh0 == oh1
-        c0 = np.where(one_row, np.maximum(ow0 * g.sw - g.pw, 0), 0)
-        c1 = np.where(one_row, np.minimum(ow1 * g.sw - g.pw + (g.kw - 1) * g.dw, g.w - 1), g.w - 1)
-        ends = np.where(r1 >= r0, r1, -1)
-        seen = np.concatenate(([-1], np.maximum.accumulate(ends)[:-1]))
-        start = np.zeros(len(first), dtype=np.int64)
-        start[0] = 1
-        for key, arr in (
-            ("length", length), ("r0", r0), ("r1", r1), ("c0", c0), ("c1", c1),
-            ("new_rows", _count(rcum, np.maximum(r0, seen + 1), r1)),
-            ("sweep", np.full(len(first), t)), ("sweep_start", start),
-            ("distinct_co", np.minimum(length, ct)),
-        ):  # fmt: skip
-            parts.setdefault(key, []).append(np.asarray(arr, dtype=np.int64))
-    w = {k: np.concatenate(v) for k, v in parts.items()}
-    r0, r1, c0, c1 = w.pop("r0"), w.pop("r1"), w.pop("c0"), w.pop("c1")
-    w["rows"] = _count(rcum, r0, r1)
-    w["box"] = w["rows"] * _count(ccum, c0, c1)
+    n_out = ct * g.ho * g.wo
+    first = np.arange(-(-n_out // a_units), dtype=np.int64) * a_units
+    length = np.minimum(a_units, n_out - first)
+    last = first + length - 1
+    p0, p1 = first // ct, last // ct
+    oh0, ow0, oh1, ow1 = p0 // g.wo, p0 % g.wo, p1 // g.wo, p1 % g.wo
+    r0 = np.maximum(oh0 * g.sh - g.ph, 0)
+    r1 = np.minimum(oh1 * g.sh - g.ph + (g.kh - 1) * g.dh, g.h - 1)
+    one_row = oh0 == oh1
+    c0 = np.where(one_row, np.maximum(ow0 * g.sw - g.pw, 0), 0)
+    c1 = np.where(one_row, np.minimum(ow1 * g.sw - g.pw + (g.kw - 1) * g.dw, g.w - 1), g.w - 1)
+    ends = np.where(r1 >= r0, r1, -1)
+    seen = np.concatenate(([-1], np.maximum.accumulate(ends)[:-1]))
+    rows = _count(rcum, r0, r1)
+    box = rows * _count(ccum, c0, c1)
     ir = _count(rcum, np.maximum(r0[1:], r0[:-1]), np.minimum(r1[1:], r1[:-1]))
     ic = _count(ccum, np.maximum(c0[1:], c0[:-1]), np.minimum(c1[1:], c1[:-1]))
-    w["new_box"] = w["box"] - np.concatenate(([0], ir * ic))
-    return w
+    real = _real_per_position(g)
+    rcs = np.concatenate(([0], np.cumsum(real)))
+    inner = np.where(p1 > p0, rcs[p1] - rcs[np.minimum(p0 + 1, len(real))], 0)
+    return {
+        "first": first,
+        "length": length,
+        "a0": first % ct,
+        "b0": np.where(p0 == p1, last % ct, ct - 1),
+        "b1": last % ct,
+        "split": (p1 > p0).astype(np.int64),
+        "real0": real[p0],
+        "real1": np.where(p1 > p0, real[p1], 0),
+        "real_inner": inner,
+        "rows": rows,
+        "new_rows": _count(rcum, np.maximum(r0, seen + 1), r1),
+        "box": box,
+        "new_box": box - np.concatenate(([0], ir * ic)),
+        "distinct_co": np.minimum(length, ct),
+        "k": np.arange(len(first), dtype=np.int64),
+        "same_co": ((np.arange(len(first)) > 0) & (a_units % ct == 0)).astype(np.int64),
+    }
+
+
+@functools.lru_cache(maxsize=64)
+def _chunk_table(g: Geometry, a_units: int, tile_co: int) -> dict[str, NDArray[np.int64]]:
+    """The chunks of one element for weight tiles of ``tile_co`` (see :func:`pass_table`)."""
+    cog = g.co // g.groups
+    n_full, rest = divmod(g.co, tile_co)
+    parts = []
+    for ct, n_tiles, t0 in ((tile_co, n_full, 0), (rest, 1 if rest else 0, n_full)):
+        if n_tiles == 0:
+            continue
+        c = _tile_chunks(g, a_units, ct)
+        q = len(c["first"])
+        t = np.repeat(np.arange(t0, t0 + n_tiles, dtype=np.int64), q)
+        base = t * tile_co
+        tl = {k: np.tile(v, n_tiles) for k, v in c.items()}
+
+        def groups(lo: NDArray[np.int64], hi: NDArray[np.int64]) -> NDArray[np.int64]:
+            return (base + hi) // cog - (base + lo) // cog + 1  # noqa: B023
+
+        ng_t = groups(0 * base, 0 * base + ct - 1)
+        reads = (
+            tl["real0"] * groups(tl["a0"], tl["b0"])
+            + tl["split"] * tl["real1"] * groups(0 * base, tl["b1"])
+            + tl["real_inner"] * ng_t
+        )
+        keep = ("length", "rows", "new_rows", "box", "new_box", "distinct_co", "k", "same_co")
+        part = {k: tl[k] for k in keep}
+        part.update(t=t, ct=np.full(len(t), ct, np.int64), groups=ng_t, reads=reads)
+        parts.append(part)
+    out = {k: np.concatenate([pt[k] for pt in parts]) for k in parts[0]}
+    for v in out.values():
+        v.flags.writeable = False
+    return out
+
+
+def pass_table(
+    g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int
+) -> dict[str, NDArray[np.int64]]:
+    """The passes of one batch element, in schedule order, as int64 arrays.
+
+    A *pass* is one chunk (``A`` consecutive outputs of a weight tile's sweep) over one
+    input-channel tile. Order: tiles ``t`` of ``tile_co`` output channels, their chunks ``k``,
+    the input-channel tiles ``ci`` of ``tile_c`` channels per group. Keys: ``t``, ``k``,
+    ``ci``, ``tcl`` (channels per group in the pass), ``ct`` (the tile's output channels),
+    ``length`` (L), ``rows``/``new_rows`` (tapped rows of the window / not yet loaded in the
+    sweep), ``box``/``new_box`` (tapped positions of the window / not in the previous
+    chunk's window of the sweep), ``distinct_co``, ``groups`` (groups the tile spans),
+    ``reads`` (sum over the chunk's positions of real taps times groups read there: distinct
+    input words per cycle, summed over a pass's ``Kh*Kw`` taps, per channel), ``same_co``
+    (every unit computes the same output channel as in the previous chunk).
+    """
+    chunks = _chunk_table(g, parallel_outputs(p, hw), tile_co)
+    m = -(-g.cg // tile_c)
+    out = {k: np.repeat(v, m) for k, v in chunks.items()}
+    ci = np.tile(np.arange(m, dtype=np.int64), len(chunks["t"]))
+    out["ci"] = ci
+    out["tcl"] = np.minimum(tile_c, g.cg - ci * tile_c)
+    return out
+
+
+def _steps(g: Geometry, p: HardwareDesc, hw: Hardware, tcl: NDArray[np.int64]) -> NDArray:
+    """Compute cycles of a pass: ``N*Kh*Kw*ceil(tcl/T)``, or ``tcl*Kh*Kw`` (serial lanes)."""
+    if p.serial_lanes:
+        return tcl * (g.kh * g.kw)
+    return p.passes * g.kh * g.kw * -(-tcl // hw.tree_width)
 
 
 @dataclass(frozen=True)
 class Plan:
-    """How a layer runs on a machine: weight tiles and input residency.
+    """How a layer runs on a machine: tiles, weight placement, input residency, dataflow.
 
     Attributes
     ----------
     tile_co : int
-        Output channels per weight tile (``Co`` when all weights are resident).
-    weights_resident : bool
-        All weights fit: loaded once for the whole batch.
+        Output channels per weight tile (``Co``: one tile).
+    tile_c : int
+        Input channels per group and pass (``Cg``: no input-channel tiling). With several
+        input-channel tiles the units keep one partial sum per step ``(n, kh, kw)`` across
+        them (SPEC §5.1's register updates are unchanged) and the buffers hold one pass's
+        window (box mode); with one, the input buffer is a line buffer of rows.
+    weights : int
+        ``WEIGHTS_RESIDENT``, ``WEIGHTS_SWEEP`` or ``WEIGHTS_PASS``.
     input_resident : bool
-        The tapped input rows of an element stay in the input buffer across weight tiles
-        (only chosen when there are several tiles); else each sweep reloads them.
-    windows : dict of str to ndarray
-        :func:`chunk_windows` of one element.
+        The tapped input rows of an element stay in the input buffer across weight tiles.
+    dataflow : str
+        ``"ws"`` when the units keep their weights in their register files across the
+        output positions they compute (one output channel per unit), else ``"os"``.
+    chunks : dict of str to ndarray
+        The chunks of one element (:func:`pass_table` before the input-channel tiles).
     """
 
     tile_co: int
-    weights_resident: bool
+    tile_c: int
+    weights: int
     input_resident: bool
-    windows: dict[str, NDArray[np.int64]]
+    dataflow: str
+    chunks: dict[str, NDArray[np.int64]] = field(repr=False)
+    cg: int = field(repr=False, default=1)
 
     @property
     def n_tiles(self) -> int:
         """Weight tiles (sweeps over the image) per batch element."""
-        return int(self.windows["sweep"][-1]) + 1
+        return int(self.chunks["t"][-1]) + 1
+
+    @property
+    def n_ctiles(self) -> int:
+        """Input-channel tiles per chunk."""
+        return -(-self.cg // self.tile_c)
+
+    @functools.cached_property
+    def table(self) -> dict[str, NDArray[np.int64]]:
+        """:func:`pass_table` of one element."""
+        return _expand(self.chunks, self.cg, self.tile_c)
 
 
-def plan(g: Geometry, p: DatapathParams, hw: Hardware) -> Plan:
-    """Choose weight tiles and input residency, and check every buffer against the layer.
+def _expand(
+    chunks: dict[str, NDArray[np.int64]], cg: int, tile_c: int
+) -> dict[str, NDArray[np.int64]]:
+    """Repeat every chunk once per input-channel tile (``ci``, ``tcl`` added)."""
+    m = -(-cg // tile_c)
+    out = {k: np.repeat(v, m) for k, v in chunks.items()}
+    ci = np.tile(np.arange(m, dtype=np.int64), len(chunks["t"]))
+    out["ci"] = ci
+    out["tcl"] = np.minimum(tile_c, cg - ci * tile_c)
+    return out
 
-    Weights: all resident if they fit; else tiles of ``tile_co`` output channels, the
-    largest multiple of ``A`` with room for two tiles (one computing, one loading). Inputs:
-    a line buffer holding the tapped rows of a chunk's window plus the next chunk's new
-    ones; with several weight tiles and room for two elements' tapped rows, the rows stay
-    resident. Shift buffer: a chunk's window positions plus the next chunk's new ones, all
-    channels, P-1 words each. Output buffer: two chunks of results.
+
+def _next(arr: NDArray[np.int64], first: NDArray[np.int64], more: bool) -> NDArray[np.int64]:
+    """``arr`` of the following chunk (the next element's first when there is one, else 0)."""
+    tail = first[:1] if more else np.zeros(1, np.int64)
+    return np.concatenate((arr[1:], tail))
+
+
+def _weight_mode(g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int) -> int:
+    k = g.cg * g.kh * g.kw * p.weight_bits
+    cap_w = hw.weight_buffer_bytes * 8
+    if g.co * k <= cap_w:
+        return WEIGHTS_RESIDENT
+    if 2 * min(tile_co, g.co) * k <= cap_w:
+        return WEIGHTS_SWEEP
+    return WEIGHTS_PASS
+
+
+def _input_resident(g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int) -> bool:
+    rows = int(tapped(g)[0].sum())
+    return bool(
+        tile_c >= g.cg
+        and g.groups == 1
+        and tile_co < g.co
+        and 2 * rows * g.c * _tapped_cols(g) * p.act_bits <= hw.input_buffer_bytes * 8
+    )
+
+
+def buffer_needs(
+    g: Geometry,
+    p: HardwareDesc,
+    hw: Hardware,
+    chunks: dict[str, NDArray[np.int64]],
+    tile_c: int,
+    weights: int,
+    input_resident: bool,
+) -> dict[str, int]:
+    """Bits each buffer must hold for this mapping (double-buffered where it loads ahead).
+
+    Line mode (one input-channel tile): the rows of a chunk's window plus the next chunk's
+    new rows, all the tile's channels (or every tapped row of two elements when resident);
+    shift buffer: the window's positions plus the next chunk's new ones, ``P-1`` words each.
+    Box mode: two consecutive passes' windows, their channels. Weights: all, two tiles, or
+    two chunks' slices. Output: two chunks of results.
+    """
+    ch = chunks
+    m = -(-g.cg // tile_c)
+    more = g.batch > 1
+    word = p.words_per_input * p.word_bits
+    if m == 1:
+        chans = ch["groups"] * g.cg
+        cur = ch["rows"] * chans
+        if input_resident:
+            inp = 2 * int(tapped(g)[0].sum()) * g.c * _tapped_cols(g) * p.act_bits
+        else:
+            inp = int((cur + _next(ch["new_rows"] * chans, cur, more)).max())
+            inp *= _tapped_cols(g) * p.act_bits
+        cur_b = ch["box"] * chans
+        both = int((cur_b + _next(ch["new_box"] * chans, cur_b, more)).max())
+        shift = both * word
+    else:  # two consecutive passes: within a chunk, or a chunk's last and the next's first
+        last = g.cg - (m - 1) * tile_c
+        vol = ch["box"] * ch["groups"]
+        inside = int(vol.max()) * (2 * tile_c if m > 2 else tile_c + last)
+        across = int((vol * last + _next(vol * tile_c, vol * tile_c, more)).max())
+        both = max(inside, across)
+        inp = both * p.act_bits
+        shift = both * word
+    k = g.kh * g.kw * p.weight_bits
+    if weights == WEIGHTS_RESIDENT:
+        wgt = g.co * g.cg * k
+    elif weights == WEIGHTS_SWEEP:
+        wgt = 2 * int(ch["ct"].max()) * g.cg * k
+    else:
+        wgt = 2 * int(ch["distinct_co"].max()) * min(tile_c, g.cg) * k
+    return {
+        "input_buffer_bytes": inp,
+        "shift_buffer_bytes": shift if p.has_shift_unit else 0,
+        "weight_buffer_bytes": wgt,
+        "output_buffer_bytes": 2 * min(parallel_outputs(p, hw), g.outputs) * p.acc_bits,
+    }
+
+
+def _cdiv(a: NDArray[np.int64] | int, b: int) -> NDArray[np.int64]:
+    return -(-np.asarray(a, dtype=np.int64) // b)
+
+
+def hardware_counts(g: Geometry, p: HardwareDesc, hw: Hardware, pl: Plan) -> dict[str, int]:
+    """Closed-form hardware counts of ``pl`` (every field of the cycle model's but arithmetic).
+
+    See the package docstring of :mod:`shiftsim.cycle` for the formulas.
+    """
+    tb = pl.table
+    n_e = len(tb["t"])
+    batch = g.batch
+    line = pl.n_ctiles == 1
+    chans = tb["groups"] * tb["tcl"]
+    k_taps = g.kh * g.kw
+    if line and pl.input_resident:
+        rows_in = np.zeros(n_e, np.int64)
+        rows_in[0] = int(tapped(g)[0].sum())
+        in_e = rows_in * (g.c * _tapped_cols(g) * p.act_bits)
+    elif line:
+        in_e = tb["new_rows"] * chans * (_tapped_cols(g) * p.act_bits)
+    else:
+        in_e = tb["box"] * chans * p.act_bits
+    shift_e = (tb["new_box"] if line else tb["box"]) * chans if p.has_shift_unit else 0 * chans
+    w_slice = tb["tcl"] * k_taps * p.weight_bits
+    first_pass = (tb["k"] == 0).astype(np.int64)
+    if pl.weights == WEIGHTS_SWEEP:
+        w_e = first_pass * tb["ct"] * w_slice
+    elif pl.weights == WEIGHTS_PASS:
+        w_e = tb["distinct_co"] * w_slice
+    else:
+        w_e = 0 * w_slice
+    last_ci = (tb["ci"] == pl.n_ctiles - 1).astype(np.int64)
+    out_e = last_ci * tb["length"] * p.acc_bits
+    steps_e = _steps(g, p, hw, tb["tcl"])
+    per_term = tb["tcl"] * k_taps * p.passes  # weights a unit takes in a pass
+    rf_fits = hw.weight_rf_entries >= tb["tcl"] * k_taps  # an entry holds a whole weight
+    hit = (tb["same_co"] == 1) & line & rf_fits
+    w_reads_e = np.where(hit, 0, tb["distinct_co"] * per_term * p.pass_weight_bits)
+    rf_use = tb["length"] * per_term * p.pass_weight_bits
+    rf_write_e = np.where(rf_fits & ~hit, rf_use, 0)
+    rf_read_e = np.where(rf_fits, rf_use, 0)
+    word = p.words_per_input * p.word_bits if p.has_shift_unit else p.act_bits
+    reads_e = tb["reads"] * tb["tcl"] * p.passes * word
+    psum_bits = tb["length"] * (p.passes * k_taps * p.acc_bits)
+    if p.serial_lanes:
+        psum_w = psum_r = 0 * psum_bits
+    else:
+        psum_w = (1 - last_ci) * psum_bits
+        psum_r = (tb["ci"] > 0) * psum_bits
+
+    def whole(arr: NDArray[np.int64]) -> NDArray[np.int64]:
+        return np.tile(np.asarray(arr, dtype=np.int64), batch)
+
+    in_b, w_b, out_b, sh_v = whole(in_e), whole(w_e), whole(out_e), whole(shift_e)
+    if pl.weights == WEIGHTS_RESIDENT:
+        w_b[0] = g.co * g.cg * k_taps * p.weight_bits
+    rd = _cdiv(in_b, 8) + _cdiv(w_b, 8)
+    wr = _cdiv(out_b, 8)
+    prep = _cdiv(rd, hw.dram_bytes_per_cycle) + _cdiv(sh_v, hw.shift_width)
+    store = _cdiv(wr, hw.dram_bytes_per_cycle)
+    steps = whole(steps_e)
+    compute = int(steps.sum())
+    if hw.pipelined:
+        nxt = np.concatenate((prep[1:], [0]))
+        before = np.concatenate(([0], store[:-1]))
+        cycles = int(prep[0]) + int(np.maximum(steps, nxt + before).sum()) + int(store[-1])
+    else:
+        cycles = int(prep.sum()) + compute + int(store.sum())
+    shift_inputs = int(sh_v.sum()) if p.has_shift_unit else 0
+    return {
+        "cycles": cycles,
+        "compute_cycles": compute,
+        "stall_cycles": cycles - compute,
+        "input_buffer_write_bits": int(in_b.sum()),
+        "input_buffer_read_bits": batch
+        * (int(shift_e.sum()) * p.act_bits if p.has_shift_unit else int(reads_e.sum())),
+        "shift_buffer_write_bits": shift_inputs * p.words_per_input * p.word_bits,
+        "shift_buffer_read_bits": batch * int(reads_e.sum()) if p.has_shift_unit else 0,
+        "weight_buffer_write_bits": int(w_b.sum()),
+        "weight_buffer_read_bits": batch * int(w_reads_e.sum()),
+        "weight_rf_write_bits": batch * int(rf_write_e.sum()),
+        "weight_rf_read_bits": batch * int(rf_read_e.sum()),
+        "psum_write_bits": batch * int(psum_w.sum()),
+        "psum_read_bits": batch * int(psum_r.sum()),
+        "output_buffer_write_bits": int(out_b.sum()),
+        "output_buffer_read_bits": int(out_b.sum()),
+        "dram_read_bytes": int(rd.sum()),
+        "dram_write_bytes": int(wr.sum()),
+        "shift_unit_inputs": shift_inputs,
+    }
+
+
+def compulsory_dram_bytes(g: Geometry, p: HardwareDesc) -> int:
+    """DRAM bytes if every input, weight and output moved once (the tapped inputs only)."""
+    trow, tcol = tapped(g)
+    inputs = g.batch * g.c * int(trow.sum()) * int(tcol.sum()) * p.act_bits
+    weights = g.co * g.cg * g.kh * g.kw * p.weight_bits
+    outputs = g.batch * g.outputs * p.acc_bits
+    return -(-inputs // 8) + -(-weights // 8) + -(-outputs // 8)
+
+
+def _dram_bytes(g: Geometry, p: HardwareDesc, pl: Plan) -> int:
+    """DRAM bytes of ``pl`` summed per chunk (the closed form of :func:`hardware_counts`)."""
+    ch = pl.chunks
+    m = pl.n_ctiles
+    last = g.cg - (m - 1) * pl.tile_c
+
+    def per_pass(bits_per_channel: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Bytes of the chunk's passes when a pass moves ``bits_per_channel * tcl`` bits."""
+        return (m - 1) * _cdiv(bits_per_channel * pl.tile_c, 8) + _cdiv(bits_per_channel * last, 8)
+
+    k = g.kh * g.kw * p.weight_bits
+    if m == 1 and pl.input_resident:
+        rows = int(tapped(g)[0].sum())
+        inp = np.zeros(1, np.int64) + _cdiv(rows * g.c * _tapped_cols(g) * p.act_bits, 8)
+    elif m == 1:
+        inp = _cdiv(ch["new_rows"] * ch["groups"] * g.cg * _tapped_cols(g) * p.act_bits, 8)
+    else:
+        inp = per_pass(ch["box"] * ch["groups"] * p.act_bits)
+    if pl.weights == WEIGHTS_SWEEP:
+        wgt = (ch["k"] == 0) * per_pass(ch["ct"] * k)
+    elif pl.weights == WEIGHTS_PASS:
+        wgt = per_pass(ch["distinct_co"] * k)
+    else:
+        wgt = np.zeros(1, np.int64)
+    out = _cdiv(ch["length"] * p.acc_bits, 8)
+    total = g.batch * int(inp.sum() + wgt.sum() + out.sum())
+    if pl.weights == WEIGHTS_RESIDENT:
+        total += int(_cdiv(g.co * g.cg * k, 8))
+    return total
+
+
+def _candidates(limit: int, unit: int) -> list[int]:
+    """``limit``, the multiples ``unit * 2**j`` below it and ``unit / 2**j`` down to 1."""
+    vals = {limit}
+    v = unit
+    while v < limit:
+        vals.add(v)
+        v *= 2
+    v = unit
+    while v >= 1:
+        if v <= limit:
+            vals.add(v)
+        v //= 2
+    vals.add(1)
+    return sorted(vals, reverse=True)
+
+
+def _mapping(
+    g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int
+) -> tuple[Plan, dict[str, int]]:
+    """The plan of these tiles (weight placement and input residency chosen) and its needs."""
+    a_units = parallel_outputs(p, hw)
+    chunks = _chunk_table(g, a_units, tile_co)
+    weights = _weight_mode(g, p, hw, tile_co)
+    resident = _input_resident(g, p, hw, tile_co, tile_c)
+    per_unit = g.cg * g.kh * g.kw
+    ws = tile_c >= g.cg and a_units % tile_co == 0 and per_unit <= hw.weight_rf_entries
+    ws = ws and bool(chunks["same_co"].any())
+    pl = Plan(tile_co, tile_c, weights, resident, "ws" if ws else "os", chunks, g.cg)
+    return pl, buffer_needs(g, p, hw, chunks, tile_c, weights, resident)
+
+
+def _fits(needs: dict[str, int], hw: Hardware) -> bool:
+    return all(bits <= getattr(hw, name) * 8 for name, bits in needs.items())
+
+
+def smallest_tile_needs(g: Geometry, p: HardwareDesc, hw: Hardware) -> dict[str, int]:
+    """Bytes each buffer needs for the smallest legal tile (one output and one input channel).
+
+    The weights reloaded every pass (or all resident when that is less), the inputs not
+    resident. A machine whose buffers hold these maps the layer (:func:`plan` refuses a
+    machine only when no tile fits, naming the first buffer short of these).
+    """
+    chunks = _chunk_table(g, parallel_outputs(p, hw), 1)
+    needs = buffer_needs(g, p, hw, chunks, 1, WEIGHTS_PASS, False)
+    resident = buffer_needs(g, p, hw, chunks, 1, WEIGHTS_RESIDENT, False)
+    key = "weight_buffer_bytes"
+    needs[key] = min(needs[key], resident[key])
+    return {name: -(-bits // 8) for name, bits in needs.items()}
+
+
+def plan(
+    g: Geometry,
+    p: HardwareDesc,
+    hw: Hardware,
+    *,
+    where: str = "this layer",
+    energy: Callable[[Plan], float] | None = None,
+) -> Plan:
+    """Choose the mapping of a layer onto ``hw``: tiles, weight placement, dataflow.
+
+    Candidates: for each output-channel tile size (``Co``, multiples and divisors of ``A``
+    by powers of two, 1), the largest input-channel tile whose buffers fit (for a given
+    output tile the largest moves the least DRAM data). ``hw.dataflow``: ``"os"`` takes
+    the candidate with the least DRAM traffic (then the largest tile), ``"ws"`` the best
+    weight-stationary candidate (output tiles dividing ``A``, every unit keeping one output
+    channel's weights in its register file across the positions it computes) when there
+    is one, ``"auto"`` the lower ``energy(plan)`` of the two.
 
     Raises
     ------
     ValueError
-        Naming the first buffer that is too small and the bytes it needs.
+        When even the smallest tile (one output channel, one input channel, the weights
+        reloaded every pass) does not fit: naming ``where``, the buffer and the bytes needed.
     """
     a_units = parallel_outputs(p, hw)
-    filter_bits = g.cg * g.kh * g.kw * p.weight_bits
-    cap = hw.weight_buffer_bytes * 8
-    if g.co * filter_bits <= cap:
-        tile_co = g.co
-    else:
-        tile_co = cap // (2 * filter_bits) // a_units * a_units
-        if tile_co == 0:
-            need = min(g.co, 2 * a_units) * filter_bits
-            raise ValueError(
-                f"weight_buffer_bytes={hw.weight_buffer_bytes} is too small for this layer: it"
-                f" needs at least {-(-need // 8)} bytes"
-            )
-    win = chunk_windows(g, a_units, tile_co)
-    trow, _ = tapped(g)
-    row_bits = g.c * g.w * p.act_bits
-    resident_in = tile_co < g.co and 2 * int(trow.sum()) * row_bits <= hw.input_buffer_bytes * 8
-    more = g.batch > 1
-    nxt_rows = np.concatenate((win["new_rows"][1:], win["new_rows"][:1] if more else [0]))
-    nxt_box = np.concatenate((win["new_box"][1:], win["box"][:1] if more else [0]))
-    needs = {
-        "input_buffer_bytes": 0 if resident_in else int((win["rows"] + nxt_rows).max()) * row_bits,
-        "shift_buffer_bytes": int((win["box"] + nxt_box).max())
-        * g.c
-        * p.words_per_input
-        * p.word_bits,
-        "output_buffer_bytes": 2 * min(a_units, g.outputs) * p.acc_bits,
-    }
-    for name, bits in needs.items():
-        if bits > getattr(hw, name) * 8:
-            raise ValueError(
-                f"{name}={getattr(hw, name)} is too small for this layer: it needs at least"
-                f" {-(-bits // 8)} bytes"
-            )
-    return Plan(
-        tile_co=tile_co,
-        weights_resident=tile_co == g.co,
-        input_resident=resident_in,
-        windows=win,
-    )
+    found: list[tuple[tuple[int, int], Plan]] = []
+    floor = compulsory_dram_bytes(g, p)
+    done = {"os": False, "ws": hw.dataflow == "os"}
+    for tile_co in _candidates(g.co, a_units):
+        for tile_c in _candidates(g.cg, hw.tree_width):
+            pl, needs = _mapping(g, p, hw, tile_co, tile_c)
+            if _fits(needs, hw):
+                dram = _dram_bytes(g, p, pl)
+                found.append(((dram, -tile_co), pl))
+                if dram == floor:  # nothing smaller can beat it (ties: the larger tile)
+                    done["os"] = True
+                    done["ws"] = done["ws"] or pl.dataflow == "ws"
+                break  # the largest fitting input-channel tile of this output tile
+        if done["os"] and done["ws"]:
+            break
+    if not found:
+        needs = smallest_tile_needs(g, p, hw)
+        for name, need in needs.items():
+            if need > getattr(hw, name):
+                raise ValueError(
+                    f"{where}: {name}={getattr(hw, name)} is too small for this layer: the"
+                    f" smallest tile (1 output channel, 1 input channel) needs at least"
+                    f" {need} bytes"
+                )
+        raise AssertionError("no mapping fits, yet the smallest tile does")  # pragma: no cover
+    least = min(found, key=lambda kv: kv[0])[1]
+    ws = [kv for kv in found if kv[1].dataflow == "ws"]
+    if hw.dataflow == "os" or not ws:
+        return least
+    best_ws = min(ws, key=lambda kv: kv[0])[1]
+    if hw.dataflow == "ws" or best_ws is least:
+        return best_ws
+    if energy is None:
+        return least
+    return min((least, best_ws), key=energy)
+
+
+def map_layer(
+    g: Geometry,
+    p: HardwareDesc,
+    hw: Hardware,
+    *,
+    where: str = "this layer",
+    table: EnergyTable | None = None,
+) -> Plan:
+    """:func:`plan` with ``auto`` deciding by the storage energy of ``table`` (the default)."""
+
+    def energy(pl: Plan) -> float:
+        return energy_pj(Counts(**hardware_counts(g, p, hw, pl)), p, hw, table)
+
+    return plan(g, p, hw, where=where, energy=energy)

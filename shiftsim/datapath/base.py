@@ -41,6 +41,19 @@ __all__ = [
 #: Levels of modelling a datapath runs at (SPEC §1). ``analytic`` is :func:`shiftsim.estimate`.
 LEVELS = ("functional", "golden", "cycle")
 
+#: The cycle-level model, registered by :mod:`shiftsim.cycle` (which the package ``shiftsim``
+#: imports): the cycle model builds on the datapaths, so ``datapath`` never imports it.
+_CYCLE_MODEL: list[Callable[..., LayerResult]] = []
+
+
+def register_cycle_model(run_cycle: Callable[..., LayerResult]) -> None:
+    """Register the cycle model that ``Datapath.run(..., level="cycle")`` calls.
+
+    ``run_cycle(datapath, layer, operands, hardware, trace=..., max_cycles=...)``.
+    """
+    _CYCLE_MODEL[:] = [run_cycle]
+
+
 #: Largest int64: the kernels' worst-case partial sums are checked against it.
 INT64_MAX = (1 << 63) - 1
 
@@ -284,8 +297,9 @@ class Datapath(abc.ABC):
             return self.run_functional(layer, operands)
         if level == "golden":
             return self._run_golden_bounded(layer, operands, golden_limit_s)
-        from shiftsim.cycle import run_cycle  # the cycle model builds on the datapaths
-
+        if not _CYCLE_MODEL:  # pragma: no cover - the package shiftsim imports shiftsim.cycle
+            raise RuntimeError("the cycle model is not loaded: import shiftsim.cycle")
+        run_cycle = _CYCLE_MODEL[0]
         return run_cycle(self, layer, operands, hardware, trace=trace, max_cycles=max_cycles)
 
     @abc.abstractmethod

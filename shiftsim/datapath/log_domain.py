@@ -71,13 +71,15 @@ from shiftsim.datapath.base import (
     float_operands,
     to_nchw_int64,
 )
+from shiftsim.datapath.hardware_desc import HardwareDesc, log_desc
 from shiftsim.formats import FixedFormat, LogFormat, Overflow, check_int
 from shiftsim.kernels import log_domain as kern
+from shiftsim.kernels.conv import FLOAT64_EXACT, columns, gemm
 from shiftsim.layers import Conv2d, Linear
 from shiftsim.quantize import LogCode, quantize_log
 from shiftsim.reference.golden_log import conv_log_golden
 
-__all__ = ["LogDatapath", "LogOperands"]
+__all__ = ["LogDatapath", "LogOperands", "log_linear_plan"]
 
 _ACCUMULATE = {"linear": kern.ACC_LINEAR, "log": kern.ACC_LOG}
 _LOG_ADD = {"floor": kern.LOG_ADD_FLOOR, "mitchell": kern.LOG_ADD_MITCHELL}
@@ -229,6 +231,10 @@ class LogDatapath(Datapath):
             self.k // self.weight.k
         )
 
+    def hardware_desc(self) -> HardwareDesc:
+        """Describe the hardware of this datapath to the cost models (SPEC §7)."""
+        return log_desc(self)
+
     @property
     def out_format(self) -> FixedFormat:
         """``FixedFormat(acc_bits, acc_frac_bits)``: the format of ``y_raw``."""
@@ -303,39 +309,144 @@ class LogDatapath(Datapath):
     # -- the two models -------------------------------------------------------------------
 
     def run_functional(self, layer: Conv2d | Linear, operands: LogOperands) -> LayerResult:
-        """Run the numba kernel :func:`shiftsim.kernels.log_domain.conv_log`."""
+        """Exact BLAS products where :func:`log_linear_plan` allows; the numba kernel elsewhere.
+
+        Linear accumulation with base 2 or base sqrt(2) in split mode takes the exact-GEMM
+        path (:func:`_linear_gemm`) for the channels whose bound proves that no register
+        overflows; every other channel (and every other mode) runs
+        :func:`shiftsim.kernels.log_domain.conv_log`.
+        """
         conv = layer.as_conv()
         op = operands
         n_b = op.x_exp.shape[0]
         out = np.zeros(conv.output_shape(op.x_exp.shape), dtype=np.int64)
-        events = np.zeros((n_b * conv.out_channels, kern.N_EVENTS), dtype=np.int64)
         has_bias = op.bias_raw is not None
-        bias = op.bias_raw if has_bias else np.zeros(conv.out_channels, dtype=np.int64)
-        kern.conv_log(
-            op.x_exp * (self.k // self.act.k),
-            op.x_sign,
-            op.w_exp * (self.k // self.weight.k),
-            op.w_sign,
-            bias,
-            has_bias,
-            out,
-            events,
-            conv_geometry(conv),
-            self.k,
-            _ACCUMULATE[self.accumulate],
-            self.acc_bits,
-            self.acc_frac_bits,
-            self.overflow == Overflow.SAT,
-            self.log_frac_bits,
-            _LOG_ADD[self.log_add],
-            _SQRT2_MODE[self.sqrt2_mode],
-            self.sqrt2_frac_bits,
-            self.sqrt2_const,
-            np.asarray(self.sqrt2_shifts, dtype=np.int64),
-        )
-        totals = events.sum(axis=0)
+        bias = np.zeros(conv.out_channels, np.int64) if op.bias_raw is None else op.bias_raw
+        x_exp = op.x_exp * (self.k // self.act.k)
+        w_exp = op.w_exp * (self.k // self.weight.k)
+        totals = np.zeros(kern.N_EVENTS, dtype=np.int64)
+        rest = np.arange(conv.out_channels, dtype=np.int64)
+        if self.accumulate == "linear" and (self.k == 1 or self.sqrt2_mode == "split"):
+            safe = log_linear_plan(
+                x_exp, op.x_sign, w_exp, op.w_sign, bias,
+                k=self.k, frac_bits=self.acc_frac_bits, acc_bits=self.acc_bits,
+            )  # fmt: skip
+            if safe.any():
+                totals += self._linear_gemm(conv, x_exp, op.x_sign, w_exp, op.w_sign, bias,
+                                            np.flatnonzero(safe), out)  # fmt: skip
+            rest = np.flatnonzero(~safe).astype(np.int64)
+        if self.accumulate == "log":
+            p_shift = self.log_frac_bits - (self.k - 1)
+            groups, (n_co, cg, kh, kw) = conv.groups, w_exp.shape
+            lanes = (groups, n_co // groups, cg, kh, kw)  # the group's channels last
+            w_pow = np.ascontiguousarray((w_exp << p_shift).reshape(lanes).transpose(0, 2, 3, 4, 1))
+            w_sgn = np.ascontiguousarray(op.w_sign.reshape(lanes).transpose(0, 2, 3, 4, 1))
+            events = np.zeros((n_b * out.shape[2], kern.N_EVENTS), dtype=np.int64)
+            kern.conv_log_accumulate(
+                x_exp << p_shift, op.x_sign, w_pow, w_sgn, bias, has_bias, out, events,
+                conv_geometry(conv), self.acc_bits, self.acc_frac_bits,
+                self.overflow == Overflow.SAT, self.log_frac_bits, _LOG_ADD[self.log_add],
+            )  # fmt: skip
+            totals += events.sum(axis=0)
+        elif len(rest):
+            events = np.zeros((n_b * len(rest), kern.N_EVENTS), dtype=np.int64)
+            kern.conv_log(
+                x_exp,
+                op.x_sign,
+                w_exp,
+                op.w_sign,
+                bias,
+                has_bias,
+                rest,
+                out,
+                events,
+                conv_geometry(conv),
+                self.k,
+                self.acc_bits,
+                self.acc_frac_bits,
+                self.overflow == Overflow.SAT,
+                _SQRT2_MODE[self.sqrt2_mode],
+                self.sqrt2_frac_bits,
+                self.sqrt2_const,
+                np.asarray(self.sqrt2_shifts, dtype=np.int64),
+            )
+            totals += events.sum(axis=0)
         counts = Counts(**{name: int(totals[i]) for i, name in _EVENT_FIELDS.items()})
         return self._layer_result(layer, out, 1.0, counts)
+
+    def _linear_gemm(
+        self,
+        conv: Conv2d,
+        x_exp: NDArray[np.int64],
+        x_sign: NDArray[np.int64],
+        w_exp: NDArray[np.int64],
+        w_sign: NDArray[np.int64],
+        bias: NDArray[np.int64],
+        channels: NDArray[np.int64],
+        out: NDArray[np.int64],
+    ) -> NDArray[np.int64]:
+        """Linear accumulation of the listed channels as exact products; return the events.
+
+        With ``x = 2*a + px`` and ``w = 2*b + pw`` (k = 2; k = 1: ``a = x``, ``b = w``) the
+        term's shift is ``floor(p/k) + F = a + (b + F) + (px & pw)`` and its register is the
+        odd one when ``px != pw``: the even register is ``[W_b | 2 W_b] @ [X_0; X_1]`` and the
+        odd one ``[W_b | W_b] @ [X_0; X_1]`` (``X_i = ±2**a`` where ``px == i``, the weight
+        halves masked by ``pw``), base 2 just ``W @ X``. Terms with a negative shift floor to
+        0: :func:`_pow2_products` drops them exactly. :func:`log_linear_plan` has proved that
+        no register overflows and that every product is exact in float64; the split mode's
+        final ``acc + floor(acc_odd * c)`` is fitted and counted here.
+        """
+        k, n_b = self.k, x_exp.shape[0]
+        out_hw = conv.output_hw(*x_exp.shape[2:])
+        geometry = conv_geometry(conv)
+        nz = x_sign != 0
+        a = x_exp >> (k - 1)
+        a_lo = int(a[nz].min()) if nz.any() else 0
+        span = int(a[nz].max()) - a_lo if nz.any() else 0
+        x_val = np.where(nz, np.ldexp(x_sign.astype(np.float64), np.where(nz, a - a_lo, 0)), 0.0)
+        if k == 1:
+            parts = [x_val]
+        else:
+            odd_x = (x_exp & 1) == 1
+            parts = [np.where(odd_x, 0.0, x_val), np.where(odd_x, x_val, 0.0)]
+        cols = np.concatenate(
+            [columns(v, geometry, conv.kernel_size, out_hw) for v in parts], axis=1
+        )
+        n_co = w_exp.shape[0]
+        b = ((w_exp >> (k - 1)) + self.acc_frac_bits + a_lo).reshape(n_co, -1)
+        ws = w_sign.reshape(n_co, -1)
+        if k == 1:
+            acc = _pow2_products(cols, span, b, ws, channels, n_b, out_hw)
+            acc_odd = None
+        else:
+            pw = (w_exp & 1).reshape(n_co, -1) == 1
+            w_even, w_odd = np.where(pw, 0, ws), np.where(pw, ws, 0)
+            acc = _pow2_products(cols, span, np.hstack([b, b + 1]), np.hstack([w_even, w_odd]),
+                                 channels, n_b, out_hw)  # fmt: skip
+            acc_odd = _pow2_products(cols, span, np.hstack([b, b]), np.hstack([w_odd, w_even]),
+                                     channels, n_b, out_hw)  # fmt: skip
+        acc = acc[:, channels] + bias[channels, None, None]
+        totals = np.zeros(kern.N_EVENTS, dtype=np.int64)
+        n_out = acc.size
+        if acc_odd is not None:  # split: acc = OVF(acc + floor(acc_odd * c)), counted
+            v = acc + ((acc_odd[:, channels] * self.sqrt2_const) >> self.sqrt2_frac_bits)
+            acc = _fit(v, self.acc_bits, self.overflow)
+            totals[kern.EV_OVERFLOWS] = int(np.count_nonzero(acc != v))
+            totals[kern.EV_MULTIPLIES] = n_out
+        out[:, channels] = acc
+        # T_nz: nonzero weights times the nonzero inputs each one meets
+        nzc = np.count_nonzero(cols, axis=2)
+        if k == 2:
+            nzc = nzc[:, : ws.shape[1]] + nzc[:, ws.shape[1] :]
+        groups = cols.shape[0]
+        rows = (ws[channels] != 0).astype(np.int64) * nzc[channels // (n_co // groups)]
+        t_nz = int(rows.sum())
+        extra = n_out if acc_odd is not None else 0
+        for ev in (kern.EV_EXPONENT_ADDS, kern.EV_SHIFT_OPS):
+            totals[ev] = t_nz
+        totals[kern.EV_ADDS] = t_nz + extra
+        totals[kern.EV_ACC_UPDATES] = t_nz + extra
+        return totals
 
     def _golden_s_per_mac(self) -> float:
         return 15e-6  # exact Fractions for every term
@@ -368,6 +479,113 @@ class LogDatapath(Datapath):
         return self._layer_result(layer, y, 1.0, Counts(**events))
 
 
+#: Largest spread of the activations' exponents the exact-GEMM path takes (float64 range).
+_MAX_EXP_SPAN = 900
+#: Most classes of weight exponents needing a floor-to-0 mask before a channel falls back.
+_MAX_MASKED = 4
+
+
+def log_linear_plan(
+    x_exp: NDArray[np.int64],
+    x_sign: NDArray[np.int64],
+    w_exp: NDArray[np.int64],
+    w_sign: NDArray[np.int64],
+    bias: NDArray[np.int64],
+    *,
+    k: int,
+    frac_bits: int,
+    acc_bits: int,
+) -> NDArray[np.bool_]:
+    """Which output channels the linear-accumulation exact-GEMM path may compute.
+
+    Exponents in units of ``1/k`` (base-2 operands already doubled when ``k == 2``). A term of
+    channel ``co`` at tap ``t`` is at most ``2**m_t``, ``m_t = floor((max e_x + e_w[t]) / k) + F``
+    (0 when ``m_t < 0``), so no partial sum of either register exceeds
+    ``S = sum over nonzero weights of 2**m_t`` in magnitude. The channel qualifies when
+    ``|bias| + S <= 2**(acc_bits-1) - 1`` (no register can overflow: WRAP and SAT equal the
+    plain sum) and ``S <= 2**53`` (the float64 products are exact). Channels whose terms may
+    floor to 0 through more than a few distinct weight exponents stay with the kernel too,
+    as do all channels when the activations' exponents span more than float64 can scale.
+    """
+    n_co = w_exp.shape[0]
+    nz = x_sign != 0
+    if not nz.any():
+        return np.abs(bias) <= (1 << (acc_bits - 1)) - 1
+    xe_max = int(x_exp[nz].max())
+    a = x_exp[nz] >> (k - 1)
+    a_lo, span = int(a.min()), int(a.max()) - int(a.min())
+    if span > _MAX_EXP_SPAN:
+        return np.zeros(n_co, dtype=bool)
+    w_nz = (w_sign != 0).reshape(n_co, -1)
+    m = (((xe_max + w_exp) >> (k - 1)) + frac_bits).reshape(n_co, -1)
+    # count the terms of each shift 0..63 per channel (one pass), then sum 2**m exactly
+    counted = w_nz & (m >= 0)
+    slot = np.where(counted, m + 64 * np.arange(n_co)[:, None], 64 * n_co)
+    hist = np.bincount(slot.ravel(), minlength=64 * n_co + 1)[:-1].reshape(n_co, 64)
+    if hist.max(initial=0) * 2 <= 1 << (62 - int(np.flatnonzero(hist.any(axis=0)).max(initial=0))):
+        total = (hist << np.arange(64, dtype=np.int64)).sum(axis=1)  # every sum below 2**63
+    else:  # Python ints
+        powers = np.array([1 << v for v in range(64)], dtype=object)
+        total = (hist.astype(object) * powers).sum(axis=1)
+    limit = (1 << (acc_bits - 1)) - 1
+    safe = np.array(
+        [abs(int(bb)) + int(t) <= limit and int(t) <= FLOAT64_EXACT
+         for bb, t in zip(bias.tolist(), total.tolist())],
+        dtype=bool,
+    )  # fmt: skip
+    # weight exponent classes (in X's scale 2**(e_x - a_lo)) whose terms partly floor to 0
+    b = ((w_exp >> (k - 1)) + frac_bits + a_lo).reshape(n_co, -1)
+    classes = [b] if k == 1 else [b, b + ((w_exp & 1).reshape(n_co, -1) == 1)]
+    masked_any = np.zeros(n_co, dtype=bool)
+    found: set[int] = set()
+    for e in classes:
+        if int(e.min(initial=0)) >= 0:  # nothing floors to 0: the common case
+            continue
+        partial = w_nz & (e < 0) & (e >= -span)
+        masked_any |= partial.any(axis=1)
+        found.update(np.unique(e[partial & safe[:, None]]).tolist())
+    if len(found) > _MAX_MASKED:
+        safe &= ~masked_any
+    return safe
+
+
+def _pow2_products(
+    cols: NDArray[np.float64],
+    span: int,
+    e: NDArray[np.int64],
+    sign: NDArray[np.int64],
+    channels: NDArray[np.int64],
+    n_b: int,
+    out_hw: tuple[int, int],
+) -> NDArray[np.int64]:
+    """``sum_t sign_t * floor(2**(a + e_t))`` per output, exactly (caller proved the bound).
+
+    ``cols`` holds ``±2**a`` (``0 <= a <= span``) or 0. A weight class ``e >= 0`` never
+    floors; one with ``e < -span`` always floors to 0; each class in between is one product
+    with the columns below ``2**-e`` masked out.
+    """
+    if int(e.min(initial=0)) >= 0:  # no term floors: one product, no masks
+        return gemm(np.ldexp(sign.astype(np.float64), e), cols, channels, n_b, out_hw).astype(
+            np.int64
+        )
+    keep = (sign != 0) & (e >= -span)
+    w_pow = np.ldexp(sign.astype(np.float64), np.where(keep, e, 0))
+    y = gemm(np.where(keep & (e >= 0), w_pow, 0.0), cols, channels, n_b, out_hw)
+    mags = np.abs(cols)
+    for v in np.unique(e[channels][keep[channels] & (e[channels] < 0)]).tolist():
+        masked = np.where(mags >= np.ldexp(1.0, -v), cols, 0.0)
+        y += gemm(np.where(keep & (e == v), w_pow, 0.0), masked, channels, n_b, out_hw)
+    return y.astype(np.int64)
+
+
+def _fit(v: NDArray[np.int64], bits: int, overflow: Overflow) -> NDArray[np.int64]:
+    """Wrap or saturate int64 values into a signed ``bits``-wide register."""
+    half = 1 << (bits - 1)
+    if overflow == Overflow.SAT:
+        return np.clip(v, -half, half - 1)
+    return ((v + half) & ((1 << bits) - 1)) - half
+
+
 def _clipped(values: NDArray[np.floating], fmt: LogFormat) -> int:
     """How many values lie at or above the rounding boundary above ``fmt``'s largest code."""
     boundary = 2.0 ** ((fmt.e_max + 0.5) / fmt.k)
@@ -396,7 +614,7 @@ def _check_code(
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {exp_in.shape}")
     sign: NDArray[np.int64] = sign_in.astype(np.int64)
     allowed = (-1, 0, 1) if fmt.signed else (0, 1)
-    bad = ~np.isin(sign, allowed)
+    bad = (sign < allowed[0]) | (sign > 1)
     if bad.any():
         raise ValueError(f"{name}.sign holds {int(sign[bad].flat[0])}, not one of {allowed}")
     exp: NDArray[np.int64] = exp_in.astype(np.int64)

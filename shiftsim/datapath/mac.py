@@ -19,6 +19,7 @@ the register's initial value and costs no add.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,13 +38,15 @@ from shiftsim.datapath.base import (
     float_operands,
     to_nchw_int64,
 )
+from shiftsim.datapath.hardware_desc import HardwareDesc, mac_desc
 from shiftsim.formats import FixedFormat, Overflow, check_int
+from shiftsim.kernels.conv import FLOAT32_EXACT, FLOAT64_EXACT, columns, gemm
 from shiftsim.kernels.mac import conv_mac
 from shiftsim.layers import Conv2d, Linear
 from shiftsim.quantize import LinearCode, check_scale
 from shiftsim.reference.golden_mac import conv_mac_golden
 
-__all__ = ["FixedMacDatapath", "MacCode", "MacOperands"]
+__all__ = ["FixedMacDatapath", "MacCode", "MacOperands", "MacPlan", "mac_plan"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,6 +132,10 @@ class FixedMacDatapath(Datapath):
         if not isinstance(self.overflow, Overflow):
             raise TypeError(f"overflow must be an Overflow, got {self.overflow!r}")
 
+    def hardware_desc(self) -> HardwareDesc:
+        """Describe the hardware of this datapath to the cost models (SPEC §7)."""
+        return mac_desc(self)
+
     @property
     def out_format(self) -> FixedFormat:
         """``FixedFormat(acc_bits, fw + fa)``: the accumulator's format."""
@@ -148,10 +155,12 @@ class FixedMacDatapath(Datapath):
         result's scale; the bias becomes ``round(bias / scale)`` in the output format.
         """
         w_arr, x_arr, b_arr = float_operands(layer, w, x, bias)
-        w_arr = w_arr.astype(np.float64)
-        wmax = float(np.max(np.abs(w_arr))) if w_arr.size else 0.0
+        w_arr = w_arr.astype(np.float64, copy=False)
+        wmax = float(max(w_arr.max(), -w_arr.min())) if w_arr.size else 0.0  # max |w|, no copy
         scale = wmax if wmax > 0 else 1.0
         w_raw, n_w = self.weight.from_float_counted(w_arr / scale)
+        w_deq = self.weight.to_float(w_raw)
+        w_deq *= scale
         x_raw, n_x = self.act.from_float_counted(x_arr)
         bias_raw = None
         n_b = 0
@@ -160,7 +169,7 @@ class FixedMacDatapath(Datapath):
         return Prepared(
             code=MacCode(raw=w_raw, scale=scale),
             x_in=x_raw,
-            w_deq=self.weight.to_float(w_raw) * scale,
+            w_deq=w_deq,
             x_deq=self.act.to_float(x_raw),
             bias_raw=bias_raw,
             clipped=n_w + n_x + n_b,
@@ -216,14 +225,33 @@ class FixedMacDatapath(Datapath):
         return Counts(multiplies=terms, adds=terms, acc_updates=steps, overflows=overflows)
 
     def run_functional(self, layer: Conv2d | Linear, operands: MacOperands) -> LayerResult:
-        """Run the numba kernel :func:`shiftsim.kernels.mac.conv_mac`."""
+        """Exact BLAS products where a bound proves no overflow; the checked kernel elsewhere.
+
+        See :func:`mac_plan` for the choice; channels the bound does not cover run the numba
+        kernel :func:`shiftsim.kernels.mac.conv_mac` (contract order, every event counted).
+        """
         conv = layer.as_conv()
         op = operands
-        out = np.zeros(conv.output_shape(op.x_raw.shape), dtype=np.int64)
-        overflows = np.zeros(out.shape[0] * out.shape[1], dtype=np.int64)
-        bias = op.bias_raw if op.bias_raw is not None else np.zeros(out.shape[1], np.int64)
-        sat = self.overflow == Overflow.SAT
-        conv_mac(op.x_raw, op.w_raw, bias, out, overflows, conv_geometry(conv), self.acc_bits, sat)
+        n_b = op.x_raw.shape[0]
+        out_hw = conv.output_hw(*op.x_raw.shape[2:])
+        n_co = conv.out_channels
+        bias = op.bias_raw if op.bias_raw is not None else np.zeros(n_co, np.int64)
+        plan = mac_plan(op.w_raw, op.x_raw, bias, self.acc_bits)
+        out = np.zeros((n_b, n_co, *out_hw), dtype=np.int64)
+        geometry = conv_geometry(conv)
+        if len(plan.gemm):
+            w_mat = op.w_raw.reshape(n_co, -1).astype(plan.dtype)
+            for i, limb in enumerate(plan.limbs(op.x_raw)):
+                cols = columns(limb, geometry, conv.kernel_size, out_hw, plan.dtype)
+                for k0, k1 in itertools.pairwise(plan.chunks):
+                    part = gemm(w_mat[:, k0:k1], cols[:, k0:k1], plan.gemm, n_b, out_hw)
+                    out += part.astype(np.int64) << (i * plan.limb_bits)
+            out[:, plan.gemm] += bias[plan.gemm, None, None]
+        overflows = np.zeros(n_b * len(plan.checked), dtype=np.int64)
+        if len(plan.checked):
+            sat = self.overflow == Overflow.SAT
+            conv_mac(op.x_raw, op.w_raw, bias, plan.checked, out, overflows, geometry,
+                     self.acc_bits, sat)  # fmt: skip
         counts = self._counts(layer, op, int(overflows.sum()))
         return self._layer_result(layer, out, op.scale, counts)
 
@@ -262,3 +290,119 @@ def _unpack(value: Any, name: str, fmt: FixedFormat) -> tuple[NDArray[np.int64],
             f" {type(value).__name__}"
         )
     return fmt.check_raw(raw, name), scale
+
+
+#: Most operand limbs the exact-GEMM path splits the activations into.
+MAX_LIMBS = 3
+#: Most pieces of the reduction axis an exact float32 product may be split into.
+MAX_CHUNKS = 4
+
+
+@dataclass(frozen=True)
+class MacPlan:
+    """Which output channels take the exact BLAS path and how (:func:`mac_plan`).
+
+    Attributes
+    ----------
+    gemm : ndarray of int64
+        Channels computed as exact products (no partial sum can overflow the register).
+    checked : ndarray of int64
+        Channels left to the checked kernel.
+    dtype : type
+        ``np.float32`` (products of the reduction pieces below ``2**24``) or ``np.float64``.
+    chunks : tuple of int
+        Boundaries ``0 = k_0 < k_1 < ... = Cg*Kh*Kw`` of the reduction axis: one product per
+        piece, summed in int64.
+    n_limbs, limb_bits : int
+        The activations are split into ``n_limbs`` limbs of ``limb_bits`` bits (the top one
+        signed); one product per limb. ``n_limbs == 1``: ``x`` itself.
+    """
+
+    gemm: NDArray[np.int64]
+    checked: NDArray[np.int64]
+    dtype: type[np.floating[Any]]
+    chunks: tuple[int, ...]
+    n_limbs: int
+    limb_bits: int
+
+    def limbs(self, x: NDArray[np.int64]) -> list[NDArray[np.int64]]:
+        """``x`` as ``sum(limb_i << (i * limb_bits))``: low limbs unsigned, the top one signed."""
+        if self.n_limbs == 1:
+            return [x]
+        mask = (1 << self.limb_bits) - 1
+        low = [(x >> (i * self.limb_bits)) & mask for i in range(self.n_limbs - 1)]
+        return [*low, x >> ((self.n_limbs - 1) * self.limb_bits)]
+
+
+def _float32_chunks(w_abs: NDArray[np.int64], x_max: int) -> tuple[int, ...] | None:
+    """Pieces of the reduction axis with ``x_max * sum|w| <= 2**24`` in every channel.
+
+    ``w_abs`` holds the channels' ``|w|`` (int64 sums exact). Equal pieces, as few as the
+    largest channel sum allows, one more at a time up to ``MAX_CHUNKS``; None if none fits.
+    """
+    n_k = w_abs.shape[1]
+    if x_max == 0 or n_k == 0 or w_abs.shape[0] == 0:
+        return (0, n_k)
+    cap = FLOAT32_EXACT // x_max
+    need = -(-int(w_abs.sum(axis=1).max()) // cap) if cap else MAX_CHUNKS + 1
+    for n in range(max(1, need), min(MAX_CHUNKS, n_k) + 1):
+        bounds = [i * n_k // n for i in range(n + 1)]
+        if int(np.add.reduceat(w_abs, bounds[:-1], axis=1).max()) <= cap:
+            return tuple(bounds)
+    return None
+
+
+def mac_plan(
+    w: NDArray[np.int64], x: NDArray[np.int64], bias: NDArray[np.int64], acc_bits: int
+) -> MacPlan:
+    """Choose, per output channel, the exact BLAS path or the checked kernel.
+
+    Channel ``co`` has the bound ``B = |bias[co]| + max|x| * sum|w[co]|``: no partial sum of
+    its outputs, in any order, exceeds ``B`` in magnitude. When ``B <= 2**(acc_bits-1) - 1``
+    the register never overflows, WRAP and SAT both equal the plain integer sum, and the
+    channel is a row of an integer matrix product, exact in floating point when no partial sum
+    leaves the format's exact integers: float32 when the reduction axis splits into at most
+    ``MAX_CHUNKS`` pieces with ``max|x| * sum|w| <= 2**24`` each (one product per piece),
+    else float64 when ``max|x| * sum|w[co]| <= 2**53``. Beyond that the activations are split
+    into limbs of ``L = 53 - bitlength(max sum|w|)`` bits (each float64 product then stays
+    below ``2**53``); if more than ``MAX_LIMBS`` limbs would be needed, the channels take the
+    checked kernel.
+    """
+    n_co = w.shape[0]
+    x_max = int(np.abs(x).max()) if x.size else 0
+    w_abs = np.abs(w.reshape(n_co, -1))
+    n_k = w_abs.shape[1]
+    w_max = int(w_abs.max()) if w_abs.size else 0
+    if w_max * max(n_k, 1) <= INT64_MAX:
+        w_sum = [int(v) for v in w_abs.sum(axis=1).tolist()]
+    else:  # Python ints: the sum would overflow int64
+        w_sum = [sum(int(v) for v in row) for row in w_abs.tolist()]
+    limit = 1 << (acc_bits - 1)
+    safe = [abs(int(b)) + x_max * s < limit for b, s in zip(bias.tolist(), w_sum)]
+    flags = np.array(safe, dtype=bool).reshape(n_co)
+    s_max = max((s for s, ok in zip(w_sum, safe) if ok), default=0)
+    dtype: type[np.floating[Any]] = np.float64
+    chunks: tuple[int, ...] = (0, n_k)
+    n_limbs, limb_bits = 1, 53
+    if x_max * s_max <= FLOAT32_EXACT * MAX_CHUNKS and w_max * max(n_k, 1) <= INT64_MAX:
+        chunks32 = _float32_chunks(w_abs[flags], x_max)
+        if chunks32 is not None:
+            dtype, chunks = np.float32, chunks32
+    if dtype is np.float64 and x_max * s_max > FLOAT64_EXACT:
+        limb_bits = 53 - s_max.bit_length()
+        # |top limb| = |x >> (n-1)L| <= ceil(x_max / 2**((n-1)L)) must be < 2**L
+        while limb_bits > 0 and n_limbs <= MAX_LIMBS:
+            if -(-x_max >> ((n_limbs - 1) * limb_bits)) < (1 << limb_bits):
+                break
+            n_limbs += 1
+        if limb_bits <= 0 or n_limbs > MAX_LIMBS:
+            flags[:] = False
+            n_limbs, limb_bits = 1, 53
+    return MacPlan(
+        gemm=np.flatnonzero(flags).astype(np.int64),
+        checked=np.flatnonzero(~flags).astype(np.int64),
+        dtype=dtype,
+        chunks=chunks,
+        n_limbs=n_limbs,
+        limb_bits=limb_bits,
+    )

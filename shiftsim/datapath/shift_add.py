@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from shiftsim.counts import Counts
 from shiftsim.datapath.base import INT64_MAX, Datapath, LayerResult, Prepared, Progress
+from shiftsim.datapath.hardware_desc import HardwareDesc, shift_desc
 from shiftsim.formats import FixedFormat, Overflow, Rounding, as_float_array, check_int
 from shiftsim.kernels import shift_add as _k
 from shiftsim.layers import Conv2d, Linear
@@ -39,6 +40,8 @@ _TILE_LANES = 4096
 _LANES = 16
 #: Tiles of at most this many lanes take the short-row adders (deep layers).
 _SHORT_LANES = 256
+#: Shift buffers of several batch items share one kernel launch up to this many bytes.
+_BATCH_BYTES = 1 << 24
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,6 +152,10 @@ class ShiftAddDatapath(Datapath):
     def max_shift(self) -> int:
         """S = 2**(bits-1) - 1 + N - 2, the largest shift the shift unit makes."""
         return (1 << (self.bits - 1)) - 1 + self.n_codebooks - 2
+
+    def hardware_desc(self) -> HardwareDesc:
+        """Describe the hardware of this datapath to the cost models (SPEC §7)."""
+        return shift_desc(self)
 
     @property
     def out_format(self) -> FixedFormat:
@@ -381,6 +388,26 @@ class ShiftAddDatapath(Datapath):
         )
 
 
+def partial_group(dtype: type[np.signedinteger[Any]], x_max: int) -> int:
+    """Terms per partial sum kept in ``dtype``: the largest ``g`` that cannot overflow it.
+
+    A term lies in ``[-(x_max + 1), x_max]`` (``x_max = max|xs|``; the short-row adders add
+    ``v ^ -1 = -v - 1`` for a negative term), so ``g`` terms are exact in a ``k``-bit register
+    when ``g * (x_max + 1) <= 2**(k-1)`` (then also ``g * x_max <= 2**(k-1) - 1``):
+    ``g = 2**(k-1) // (x_max + 1)``, at least 1 whenever ``x_max < 2**(k-1)``.
+
+    Raises
+    ------
+    ValueError
+        If ``x_max`` is negative or a single term does not fit ``dtype`` (``g`` would be 0 and
+        the adders could make no progress).
+    """
+    half = int(np.iinfo(dtype).max) + 1
+    if not 0 <= x_max < half:
+        raise ValueError(f"x_max must be in [0, {half}) for {np.dtype(dtype).name}, got {x_max}")
+    return half // (x_max + 1)
+
+
 def shift_add_conv(
     conv: Conv2d,
     index: NDArray[np.int8],
@@ -433,14 +460,20 @@ def shift_add_conv(
     ti, tj = np.arange(kh_n)[:, None] * dh, np.arange(kw_n)[None, :] * dw
     phase_used = np.zeros((sh, sw), dtype=np.bool_)
     phase_used[ti % sh, tj % sw] = True
+    # batch items per kernel launch: their buffers side by side, within _BATCH_BYTES
+    item_stride = n_planes * plane_stride
+    per_launch = int(
+        max(1, min(n_batch, _BATCH_BYTES // max(1, item_stride * buf_dtype().itemsize)))
+    )
     # the adders' scratch rows first (kernels' ROW_BASE), then the planes, then zeros: spare
     # lanes for the wide reads past the last row, and the short path's rows for index 0
     tail = 2 * _k.ROW + max(_SHORT_LANES, _k.ROW)
+    size = _k.ROW_BASE + per_launch * item_stride + tail
     if phase_used.all():
-        wbuf = np.empty(_k.ROW_BASE + n_planes * plane_stride + tail, dtype=buf_dtype)
+        wbuf = np.empty(size, dtype=buf_dtype)
         wbuf[-tail:] = 0
     else:
-        wbuf = np.zeros(_k.ROW_BASE + n_planes * plane_stride + tail, dtype=buf_dtype)
+        wbuf = np.zeros(size, dtype=buf_dtype)
     buf = wbuf[_k.ROW_BASE :]
     # Buffer offset of each flattened weight position (c, kh, kw, n) for |j| = 0.
     tap_offset = ((ti % sh * sw + tj % sw) * hq1 + ti // sh) * wq + tj // sw  # (Kh, Kw)
@@ -457,45 +490,32 @@ def shift_add_conv(
     ).reshape(-1)
     flat_index = np.ascontiguousarray(index.reshape(co_n, -1))
 
-    # partial sums of `group` terms in the buffer's dtype cannot overflow it (|term| <= max + 1
-    # for the short path's masked terms)
-    group = int(np.iinfo(buf_dtype).max // (x_max + 1))
+    group = partial_group(buf_dtype, x_max)
     tile_rows = int(min(ho, max(1, _TILE_LANES // wq)))
     n_tiles = -(-ho // tile_rows)
     fast = np.flatnonzero(safe).astype(np.int64)
     checked = np.flatnonzero(~safe).astype(np.int64)
     geometry = (co_n // conv.groups, cg, chan_stride, plane_stride, tile_rows, ho, wo, wq)
     y = np.empty((n_batch, co_n, ho, wo), dtype=np.int64)
-    counts = np.zeros(len(checked) * n_tiles, np.int64)
+    counts = np.zeros(per_launch * len(checked) * n_tiles, np.int64)
     # the fixed-width adders: a scratch row per thread, 32-bit row offsets
     slots = _k.scratch_slots_suffice() and wbuf.size < (1 << 32)
     short = slots and tile_rows * wq <= _SHORT_LANES
 
-    for b in range(n_batch):
+    for b in range(0, n_batch, per_launch):
+        n_items = min(per_launch, n_batch - b)
         _k.shift_unit(
-            x,
-            b,
-            shift_frac_bits,
-            max_shift,
-            rnd,
-            pad_h,
-            pad_w,
-            sh,
-            sw,
-            hq1,
-            wq,
-            phase_used,
-            sum_proto,
-            buf,
-        )
+            x, b, n_items, item_stride, shift_frac_bits, max_shift, rnd, pad_h, pad_w, sh, sw,
+            hq1, wq, phase_used, sum_proto, buf,
+        )  # fmt: skip
         if len(fast):
             _k.adder_array_fast(
                 wbuf, flat_index, term_offset, fast, bias_arr, *geometry, group, sum_proto, y, b,
-                short, n_planes * plane_stride,
+                n_items, item_stride, short, per_launch * item_stride,
             )  # fmt: skip
         if len(checked):
             _k.adder_array_checked(
                 buf, flat_index, term_offset, term_step, n_cb * kh_n * kw_n, checked, bias_arr,
-                *geometry, group, sum_proto, acc_bits, sat, y, b, counts,
+                *geometry, group, sum_proto, acc_bits, sat, y, b, n_items, item_stride, counts,
             )  # fmt: skip
     return y, int(counts.sum())

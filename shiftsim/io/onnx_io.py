@@ -257,11 +257,22 @@ def _fold(b: OnnxBuilder, node: Any) -> bool:
     return True
 
 
-def _unsupported(graph: Any, consts: set[str], shaped: set[str]) -> list[str]:
+def _live(graph: Any) -> list[Any]:
+    """The nodes the graph's outputs depend on, in order (exporters leave dead ones)."""
+    needed = {o.name for o in graph.output}
+    live = []
+    for node in reversed(graph.node):
+        if any(t in needed for t in node.output):
+            live.append(node)
+            needed.update(t for t in node.input if t)
+    return live[::-1]
+
+
+def _unsupported(nodes: list[Any], consts: set[str], shaped: set[str]) -> list[str]:
     """Every op type (with its domain) no converter handles, with the nodes using it."""
     known = set(consts)
     bad: dict[tuple[str, str], list[str]] = {}
-    for node in graph.node:
+    for node in nodes:
         dom = _domain(node)
         ins = [t for t in node.input if t]
         foldable = dom == "" and (
@@ -330,7 +341,8 @@ def read_onnx(path: str | Path) -> Network:
         raise ValueError(
             f"{label}: the input must have a static shape apart from the batch, got dims {dims}"
         )
-    unsupported = _unsupported(graph, init_names, {inputs[0].name})
+    nodes = _live(graph)
+    unsupported = _unsupported(nodes, init_names, {inputs[0].name})
     if unsupported:
         raise ValueError(
             f"{label}: {len(unsupported)} unsupported operator types: "
@@ -343,13 +355,13 @@ def read_onnx(path: str | Path) -> Network:
     b.producer[inputs[0].name] = ""
     b.shapes[inputs[0].name] = (b.batch, *dims[1:])
     b.node_shapes[""] = (b.batch, *dims[1:])
-    b.literal = set(init_names) | {n.output[0] for n in graph.node if n.op_type == "Constant"}
+    b.literal = set(init_names) | {n.output[0] for n in nodes if n.op_type == "Constant"}
     b.open_batch = dims[0] < 1
     b.opset = next((int(o.version) for o in model.opset_import if o.domain in _DEFAULT_DOMAINS), 17)
-    for node in graph.node:
+    for node in nodes:
         for t in node.input:
             b.uses[t] = b.uses.get(t, 0) + 1
-    for node in graph.node:
+    for node in nodes:
         if _fold(b, node):
             continue
         CONVERTERS[(_domain(node), node.op_type)](b, node)

@@ -8,8 +8,9 @@ node into zero or more of our nodes (:mod:`shiftsim.network.ops`):
 * BatchNormalization: folded into the Conv or Gemm before it when that layer feeds only it
   (exact: ``W[o] * s[o]`` and ``(b[o] - mean[o]) * s[o] + beta[o]`` with
   ``s = gamma / sqrt(var + eps)``), an ``affine`` node anywhere else.
-* Add, Sub, Mul, Div with a constant operand: a bias folded into the layer before it, or an
-  ``affine`` node; of two computed tensors: ``add``, ``sub``, ``mul`` (Div is refused).
+* Add, Sub, Mul, Div with a constant operand: a per-channel bias or scale folded into the
+  layer before it (when that layer feeds only it), else an ``affine`` node; of two computed
+  tensors: ``add``, ``sub``, ``mul`` (Div is refused).
 * Relu, activations (Sigmoid, HardSigmoid, HardSwish, Clip, LeakyRelu, PRelu, Tanh,
   Softmax), Neg, Max, Min, Mean, Sum, Concat.
 * MaxPool, AveragePool (2-D ``kernel_shape``, ``strides``, ``pads``, ``dilations``,
@@ -280,14 +281,26 @@ def _arith(b: OnnxBuilder, node: Any) -> None:
         b.make(node, "affine", add=add, inputs=(src,))
     elif op == "Sub":  # c - x
         b.make(node, "affine", mul=-1.0, add=c, inputs=(src,))
-    elif op == "Mul":
-        b.make(node, "affine", mul=c, inputs=(src,))
     else:
-        if cx:
-            raise b.fail(node, "dividing a constant by a computed tensor is not supported")
-        if np.any(c == 0):
-            raise b.fail(node, "division by zero")
-        b.make(node, "affine", mul=1.0 / c, inputs=(src,))
+        if op == "Div":
+            if cx:
+                raise b.fail(node, "dividing a constant by a computed tensor is not supported")
+            if np.any(c == 0):
+                raise b.fail(node, "division by zero")
+            c = 1.0 / c
+        i = b.sole_layer(node, tensor)
+        vec = _per_channel(c, shape)
+        if i >= 0 and vec is not None:  # scales the layer before: exact, no node
+            prev = b.nodes[i]
+            assert isinstance(prev, Conv)
+            w = prev.weight * vec.reshape((-1,) + (1,) * (prev.weight.ndim - 1))
+            bias = None if prev.bias is None else prev.bias * vec
+            b.replace(
+                i, Conv(name=prev.name, layer=prev.layer, weight=w, bias=bias, inputs=prev.inputs)
+            )
+            b.alias(node, tensor)
+            return
+        b.make(node, "affine", mul=c, inputs=(src,))
 
 
 @converter("Max", "Min", "Mean", "Sum", "Concat")

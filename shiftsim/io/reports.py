@@ -27,6 +27,9 @@ __all__ = [
 ]
 
 COUNT_COLUMNS = tuple(f.name for f in fields(Counts))
+#: Columns :func:`layer_table` adds from :func:`shiftsim.cost.mapping` reports.
+MAPPING_COLUMNS = ("dataflow", "tile_co", "tile_c", "weights", "compulsory_dram_bytes",
+                   "dram_ratio", "ideal_cycles", "weight_reuse", "input_reuse")  # fmt: skip
 
 
 _REPORT_COLUMNS = (
@@ -82,6 +85,7 @@ def layer_table(
     datapath: Any,
     hardware: Hardware,
     energy_table: EnergyTable | None = None,
+    mappings: dict[str, dict[str, Any]] | None = None,
 ) -> Any:
     """One row per layer: every count, time, power, utilization and the energy breakdown.
 
@@ -95,6 +99,10 @@ def layer_table(
         The machine (clock, lanes, buffer sizes).
     energy_table : EnergyTable, optional
         Energy per event (the default 45 nm table when None).
+    mappings : dict of str to dict, optional
+        Per layer name, :func:`shiftsim.cost.mapping`'s report: adds the columns
+        :data:`MAPPING_COLUMNS` (dataflow chosen, tiles, DRAM traffic over compulsory, reuse
+        factors).
 
     Returns
     -------
@@ -121,9 +129,13 @@ def layer_table(
         row["utilization"] = _work(c) / (c.cycles * lanes) if c.cycles else 0.0
         row.update({f"energy_{k}_pj": v for k, v in parts.items()})
         row["energy_table"] = table.name
+        if mappings is not None:
+            row.update({k: mappings[name][k] for k in MAPPING_COLUMNS})
         rows.append(row)
     columns = ["layer", *COUNT_COLUMNS, "time_s", "power_w", "utilization"]
     columns += [f"energy_{k}_pj" for k in COMPONENTS] + ["energy_table"]
+    if mappings is not None:
+        columns += list(MAPPING_COLUMNS)
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -272,6 +284,10 @@ def accelergy_action_counts(
             "write": acc(c.output_buffer_write_bits, sw),
         },
         "dram": {"read": acc(8 * c.dram_read_bytes, dw), "write": acc(8 * c.dram_write_bytes, dw)},
+        # register files and partial sums: counted in bits (their access width is the
+        # datapath's; EnergyTable.to_ert prices one access)
+        "weight_rf": {"read_bits": c.weight_rf_read_bits, "write_bits": c.weight_rf_write_bits},
+        "psum_rf": {"read_bits": c.psum_read_bits, "write_bits": c.psum_write_bits},
         "shift_unit": {"shift": c.shift_unit_inputs, "input": c.shift_unit_inputs},
         "selector": {"select": c.selects - c.zero_selects, "select_zero": c.zero_selects},
         "adder": {"add": c.adds},

@@ -33,7 +33,7 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -148,7 +148,7 @@ class ResultsFile:
 
     # -------------------------------------------------------------------- lock
     @contextlib.contextmanager
-    def lock(self, on_wait: Any = None) -> Iterator[None]:
+    def lock(self, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
         """Hold the file's exclusive lock for the ``with`` block.
 
         Parameters

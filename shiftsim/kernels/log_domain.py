@@ -12,7 +12,7 @@ from numba import prange
 
 from shiftsim.kernels._jit import kernel
 from shiftsim.kernels.bitops import apply_overflow, ashr, shl, wrap
-from shiftsim.kernels.conv import group_row, tap
+from shiftsim.kernels.conv import tap
 
 __all__ = [
     "ACC_LINEAR",
@@ -31,6 +31,7 @@ __all__ = [
     "SQRT2_SHIFT_ADD",
     "SQRT2_SPLIT",
     "conv_log",
+    "conv_log_accumulate",
     "log_to_linear",
 ]
 
@@ -92,44 +93,32 @@ def conv_log(
     w_sign: np.ndarray,
     bias: np.ndarray,
     has_bias: bool,
+    co_list: np.ndarray,
     out: np.ndarray,
     events: np.ndarray,
     geometry: tuple[int, int, int, int, int, int, int],
     k: int,
-    accumulate: int,
     acc_bits: int,
     frac_bits: int,
     sat: bool,
-    log_frac_bits: int,
-    log_add: int,
     sqrt2_mode: int,
     sqrt2_frac_bits: int,
     sqrt2_const: int,
     sqrt2_shifts: np.ndarray,
 ) -> None:
-    """Log-domain convolution: exponent-add products, linear or log-domain accumulation.
+    """Log-domain convolution: exponent-add products, linear accumulation.
 
-    Implements SPEC §5.2. For each output, terms are taken in the order c, kh, kw; a term with
-    a zero operand (padding included) is skipped. Product exponent ``p = e_x + e_w`` (units
-    ``1/k`` of log2), sign ``s_x * s_w``.
+    Implements SPEC §5.2 with ``accumulate="linear"`` (log-domain accumulation is
+    :func:`conv_log_accumulate`). For each output, terms are taken in the order c, kh, kw; a
+    term with a zero operand (padding included) is skipped. Product exponent
+    ``p = e_x + e_w`` (units ``1/k`` of log2), sign ``s_x * s_w``.
 
-    ``accumulate == ACC_LINEAR``: ``acc = bias``; each term adds ``+-floor(2**(p/k + F))``
-    (``1 << (p+F)`` for base 2, 0 when the shift is negative) and the register wraps or
-    saturates after every term. With ``k == 2`` an odd ``p`` gives ``t = floor(2**((p-1)/2+F))``
-    and then either ``sum(t >> s for s in sqrt2_shifts)`` (``SQRT2_SHIFT_ADD``) or goes into a
-    second register ``acc_odd``; at the end ``acc = OVF(acc + floor(acc_odd * c))`` with
+    ``acc = bias``; each term adds ``+-floor(2**(p/k + F))`` (``1 << (p+F)`` for base 2, 0 when
+    the shift is negative) and the register wraps or saturates after every term. With
+    ``k == 2`` an odd ``p`` gives ``t = floor(2**((p-1)/2+F))`` and then either
+    ``sum(t >> s for s in sqrt2_shifts)`` (``SQRT2_SHIFT_ADD``) or goes into a second register
+    ``acc_odd``; at the end ``acc = OVF(acc + floor(acc_odd * c))`` with
     ``c = sqrt2_const / 2**sqrt2_frac_bits`` (``SQRT2_SPLIT``).
-
-    ``accumulate == ACC_LOG``: one log2 register per sign, ``g = log_frac_bits`` fractional
-    bits, ``P = p * 2**g`` (``p * 2**(g-1)`` when ``k == 2``). The first term sets ``S = P``;
-    the next ones (log2(1 + x) ~ x)::
-
-        floor:     d = |(S >> g) - (P >> g)|;     S = max(S, P) + (2**g >> d)
-        mitchell:  D = |S - P|, i = D >> g, phi = D mod 2**g
-                   S = max(S, P) + ((2**(g+1) - phi) >> (i + 1))
-
-    The output is ``OVF(bias + lin(S_pos) - lin(S_neg))``, ``lin`` per :func:`log_to_linear`
-    and 0 for an empty register.
 
     Parameters
     ----------
@@ -142,22 +131,22 @@ def conv_log(
         Bias in accumulator units (zeros when ``has_bias`` is False).
     has_bias : bool
         Whether a bias is added (counted as an add in log mode).
+    co_list : ndarray of int64, shape (n,)
+        The output channels to compute (the others are left as they are).
     out : ndarray of int64, shape (B, Co, Ho, Wo)
         Output, written.
-    events : ndarray of int64, shape (B * Co, N_EVENTS)
-        Event counts per (batch, output channel), written.
+    events : ndarray of int64, shape (B * n, N_EVENTS)
+        Event counts per (batch, listed output channel), written.
     geometry : tuple of 7 int
         ``(stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups)``.
     k : int
         1 (base 2) or 2 (base sqrt(2)).
-    accumulate, log_add, sqrt2_mode : int
-        ``ACC_*``, ``LOG_ADD_*``, ``SQRT2_*``.
     acc_bits, frac_bits : int
         Accumulator width and fractional bits ``F``; ``max(p)//k + F <= 61``.
     sat : bool
         Saturate (True) or wrap (False).
-    log_frac_bits : int
-        ``g``.
+    sqrt2_mode : int
+        ``SQRT2_*``.
     sqrt2_frac_bits, sqrt2_const : int
         ``c = sqrt2_const * 2**-sqrt2_frac_bits``; ``acc_bits + sqrt2_frac_bits <= 63``.
     sqrt2_shifts : ndarray of int64, shape (n,)
@@ -168,36 +157,29 @@ def conv_log(
     _, n_co, h_out, w_out = out.shape
     _, n_cg, n_kh, n_kw = w_exp.shape
     co_per_group = n_co // groups
-    g = log_frac_bits
-    p_shift = g - (k - 1)
     n_shifts = sqrt2_shifts.shape[0]
     n_nonzero_shifts = 0
     for j in range(n_shifts):
         if sqrt2_shifts[j] > 0:
             n_nonzero_shifts += 1
     split = k == 2 and sqrt2_mode == SQRT2_SPLIT
-    base2_linear = k == 1 and accumulate == ACC_LINEAR
-    for row in prange(n_b * n_co):
-        b, co, c0 = group_row(row, n_co, co_per_group, n_cg)
+    base2_linear = k == 1
+    n_list = co_list.shape[0]
+    for row in prange(n_b * n_list):
+        b = row // n_list
+        co = co_list[row % n_list]
+        c0 = (co // co_per_group) * n_cg
         n_exp = 0
-        n_cmp = 0
         n_shift = 0
         n_add = 0
         n_acc = 0
-        n_l2l = 0
         n_ovf = 0
         n_mul = 0
         n_base2 = 0  # nonzero terms of the branch-free base-2 linear path
-        regs = np.zeros(2, dtype=np.int64)
-        full = np.zeros(2, dtype=np.bool_)
         for oh in range(h_out):
             for ow in range(w_out):
                 acc = bias[co]
                 acc_odd = 0
-                regs[0] = 0  # log registers: [0] positive terms, [1] negative terms
-                regs[1] = 0
-                full[0] = False
-                full[1] = False
                 for c in range(n_cg):
                     for kh in range(n_kh):
                         ih = tap(oh, kh, stride_h, pad_h, dil_h)
@@ -223,94 +205,197 @@ def conv_log(
                                 continue
                             neg = sgn < 0
                             n_exp += 1
-                            if accumulate == ACC_LINEAR:
-                                odd = False
-                                octave = p
-                                if k == 2:
-                                    octave = p >> 1
-                                    odd = (p & 1) == 1
-                                sh = octave + frac_bits
-                                t = shl(1, sh) if sh >= 0 else 0
-                                n_shift += 1
-                                if odd and split:
-                                    v = acc_odd - t if neg else acc_odd + t
-                                    acc_odd = apply_overflow(v, acc_bits, True, sat)
-                                    n_ovf += acc_odd != v
-                                    n_add += 1
-                                    n_acc += 1
-                                    continue
-                                if odd:
-                                    scaled = 0
-                                    for j in range(n_shifts):
-                                        scaled += ashr(t, sqrt2_shifts[j])
-                                    t = scaled
-                                    n_shift += n_nonzero_shifts
-                                    n_add += n_shifts - 1
-                                v = acc - t if neg else acc + t
-                                acc = apply_overflow(v, acc_bits, True, sat)
-                                n_ovf += acc != v
+                            odd = False
+                            octave = p
+                            if k == 2:
+                                octave = p >> 1
+                                odd = (p & 1) == 1
+                            sh = octave + frac_bits
+                            t = shl(1, sh) if sh >= 0 else 0
+                            n_shift += 1
+                            if odd and split:
+                                v = acc_odd - t if neg else acc_odd + t
+                                acc_odd = apply_overflow(v, acc_bits, True, sat)
+                                n_ovf += acc_odd != v
                                 n_add += 1
                                 n_acc += 1
-                            else:
-                                big_p = shl(p, p_shift)
-                                r = (1 - sgn) >> 1  # +1 -> 0, -1 -> 1
-                                s = regs[r]
-                                if not full[r]:
-                                    s = big_p
-                                    full[r] = True
-                                else:
-                                    n_cmp += 1
-                                    n_shift += 1
-                                    top = s if s > big_p else big_p
-                                    if log_add == LOG_ADD_FLOOR:
-                                        d = abs((s >> g) - (big_p >> g))
-                                        s = top + ashr(shl(1, g), d)
-                                        n_add += 1
-                                    else:
-                                        dd = abs(s - big_p)
-                                        i = dd >> g
-                                        phi = dd - shl(i, g)
-                                        s = top + ashr(shl(2, g) - phi, i + 1)
-                                        n_add += 2
-                                n_acc += 1
-                                regs[r] = s
-                if accumulate == ACC_LINEAR:
-                    if split:
-                        prod = ashr(acc_odd * sqrt2_const, sqrt2_frac_bits)
-                        v = acc + prod
-                        acc = apply_overflow(v, acc_bits, True, sat)
-                        n_ovf += acc != v
-                        n_mul += 1
-                        n_add += 1
-                        n_acc += 1
-                    out[b, co, oh, ow] = acc
-                else:
-                    lin_pos = 0
-                    lin_neg = 0
-                    if full[0]:
-                        lin_pos, o = log_to_linear(regs[0], g, frac_bits, acc_bits, sat)
-                        n_ovf += o
-                        n_l2l += 1
-                        n_shift += 1
-                    if full[1]:
-                        lin_neg, o = log_to_linear(regs[1], g, frac_bits, acc_bits, sat)
-                        n_ovf += o
-                        n_l2l += 1
-                        n_shift += 1
-                    v = bias[co] + lin_pos - lin_neg
-                    y = apply_overflow(v, acc_bits, True, sat)
-                    n_ovf += y != v
-                    n_add += 2 if has_bias else 1
-                    out[b, co, oh, ow] = y
+                                continue
+                            if odd:
+                                scaled = 0
+                                for j in range(n_shifts):
+                                    scaled += ashr(t, sqrt2_shifts[j])
+                                t = scaled
+                                n_shift += n_nonzero_shifts
+                                n_add += n_shifts - 1
+                            v = acc - t if neg else acc + t
+                            acc = apply_overflow(v, acc_bits, True, sat)
+                            n_ovf += acc != v
+                            n_add += 1
+                            n_acc += 1
+                if split:
+                    prod = ashr(acc_odd * sqrt2_const, sqrt2_frac_bits)
+                    v = acc + prod
+                    acc = apply_overflow(v, acc_bits, True, sat)
+                    n_ovf += acc != v
+                    n_mul += 1
+                    n_add += 1
+                    n_acc += 1
+                out[b, co, oh, ow] = acc
         n_exp += n_base2
         n_shift += n_base2
         n_add += n_base2
         n_acc += n_base2
         events[row, EV_EXPONENT_ADDS] = n_exp
-        events[row, EV_COMPARES] = n_cmp
+        events[row, EV_COMPARES] = 0
         events[row, EV_SHIFT_OPS] = n_shift
         events[row, EV_ADDS] = n_add
         events[row, EV_ACC_UPDATES] = n_acc
-        events[row, EV_LOG_TO_LINEAR] = n_l2l
+        events[row, EV_LOG_TO_LINEAR] = 0
         events[row, EV_OVERFLOWS] = n_ovf
         events[row, EV_MULTIPLIES] = n_mul
+
+
+@kernel(parallel=True)
+def conv_log_accumulate(
+    x_pow: np.ndarray,
+    x_sign: np.ndarray,
+    w_pow: np.ndarray,
+    w_sign: np.ndarray,
+    bias: np.ndarray,
+    has_bias: bool,
+    out: np.ndarray,
+    events: np.ndarray,
+    geometry: tuple[int, int, int, int, int, int, int],
+    acc_bits: int,
+    frac_bits: int,
+    sat: bool,
+    log_frac_bits: int,
+    log_add: int,
+) -> None:
+    """Log-domain accumulation (SPEC §5.2, ``accumulate="log"``), vectorised across channels.
+
+    One log2 register per sign, ``g = log_frac_bits`` fractional bits, ``P = p * 2**g``
+    (``p * 2**(g-1)`` when ``k == 2``). The first term sets ``S = P``; the next ones
+    (log2(1 + x) ~ x)::
+
+        floor:     d = |(S >> g) - (P >> g)|;     S = max(S, P) + (2**g >> d)
+        mitchell:  D = |S - P|, i = D >> g, phi = D mod 2**g
+                   S = max(S, P) + ((2**(g+1) - phi) >> (i + 1))
+
+    The output is ``OVF(bias + lin(S_pos) - lin(S_neg))``, ``lin`` per :func:`log_to_linear`
+    and 0 for an empty register.
+
+    Each output is a serial chain (the merge is order-dependent), so the chains of all the
+    output channels of a group at one pixel run side by side: for every term (c, kh, kw) in
+    order, the input is one scalar and each channel's lane merges its own weight's term,
+    branch-free (the floor and the mitchell updates are selects, shifts clamped to 63), which
+    the compiler turns into SIMD lanes. A zero input (or padding) is skipped for every lane at
+    once; a zero weight leaves its lane unchanged.
+
+    Parameters
+    ----------
+    x_pow : ndarray of int64, shape (B, C, H, W)
+        Activation exponents (units ``1/k``) shifted left by ``g - (k - 1)``.
+    x_sign : ndarray of int64, shape (B, C, H, W)
+        Activation signs.
+    w_pow, w_sign : ndarray of int64, shape (groups, C/groups, Kh, Kw, Co/groups)
+        Weight exponents shifted as ``x_pow`` (a term's ``P`` is ``x_pow + w_pow``, no
+        per-term shift) and signs, the group's output channels last (the lanes).
+    bias, has_bias, out, geometry, acc_bits, frac_bits, sat
+        As in :func:`conv_log`.
+    log_frac_bits, log_add : int
+        ``g`` and ``LOG_ADD_*``.
+    events : ndarray of int64, shape (B * Ho, N_EVENTS)
+        Event counts per (batch item, output row), written.
+    """
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups = geometry
+    n_b, _, h_in, w_in = x_pow.shape
+    _, n_co, h_out, w_out = out.shape
+    _, n_cg, n_kh, n_kw, cog = w_pow.shape
+    g = log_frac_bits
+    one = np.int64(1) << g
+    two = np.int64(2) << g
+    floor_add = log_add == LOG_ADD_FLOOR
+    for task in prange(n_b * h_out):
+        b = task // h_out
+        oh = task % h_out
+        reg_pos = np.zeros(cog, np.int64)
+        reg_neg = np.zeros(cog, np.int64)
+        full_pos = np.zeros(cog, np.int64)
+        full_neg = np.zeros(cog, np.int64)
+        n_terms = 0
+        n_merges = 0
+        n_full = 0
+        n_ovf = 0
+        for ow in range(w_out):
+            for grp in range(groups):
+                reg_pos[:] = 0
+                reg_neg[:] = 0
+                full_pos[:] = 0
+                full_neg[:] = 0
+                for c in range(n_cg):
+                    ci = grp * n_cg + c
+                    for kh in range(n_kh):
+                        ih = tap(oh, kh, stride_h, pad_h, dil_h)
+                        if ih < 0 or ih >= h_in:
+                            continue
+                        for kw in range(n_kw):
+                            iw = tap(ow, kw, stride_w, pad_w, dil_w)
+                            if iw < 0 or iw >= w_in:
+                                continue
+                            xs = x_sign[b, ci, ih, iw]
+                            if xs == 0:
+                                continue
+                            xp = x_pow[b, ci, ih, iw]
+                            wp = w_pow[grp, c, kh, kw]
+                            wsg = w_sign[grp, c, kh, kw]
+                            for j in range(cog):  # one lane per output channel: selects only
+                                sg = xs * wsg[j]
+                                p = xp + wp[j]
+                                is_pos = np.int64(sg > 0)
+                                is_neg = np.int64(sg < 0)
+                                a_pos, a_neg = reg_pos[j], reg_neg[j]
+                                f_pos, f_neg = full_pos[j], full_neg[j]
+                                s = a_neg if is_neg else a_pos
+                                full = f_neg if is_neg else f_pos
+                                top = s if s > p else p
+                                if floor_add:
+                                    d = abs((s >> g) - (p >> g))
+                                    inc = one >> (d if d < 63 else 63)
+                                else:
+                                    dd = abs(s - p)
+                                    i = dd >> g
+                                    sh = i + 1
+                                    inc = (two - (dd - (i << g))) >> (sh if sh < 63 else 63)
+                                new = top + inc if full else p
+                                reg_pos[j] = new if is_pos else a_pos
+                                reg_neg[j] = new if is_neg else a_neg
+                                n_merges += full & (is_pos | is_neg)
+                                n_terms += is_pos | is_neg
+                                full_pos[j] = f_pos | is_pos
+                                full_neg[j] = f_neg | is_neg
+                for j in range(cog):
+                    co = grp * cog + j
+                    lin_pos = 0
+                    lin_neg = 0
+                    if full_pos[j]:
+                        lin_pos, o = log_to_linear(reg_pos[j], g, frac_bits, acc_bits, sat)
+                        n_ovf += o
+                        n_full += 1
+                    if full_neg[j]:
+                        lin_neg, o = log_to_linear(reg_neg[j], g, frac_bits, acc_bits, sat)
+                        n_ovf += o
+                        n_full += 1
+                    v = bias[co] + lin_pos - lin_neg
+                    y = apply_overflow(v, acc_bits, True, sat)
+                    n_ovf += y != v
+                    out[b, co, oh, ow] = y
+        n_out = w_out * n_co
+        events[task, EV_EXPONENT_ADDS] = n_terms
+        events[task, EV_COMPARES] = n_merges
+        events[task, EV_SHIFT_OPS] = n_merges + n_full
+        events[task, EV_ADDS] = n_merges * (1 if floor_add else 2) + n_out * (2 if has_bias else 1)
+        events[task, EV_ACC_UPDATES] = n_terms
+        events[task, EV_LOG_TO_LINEAR] = n_full
+        events[task, EV_OVERFLOWS] = n_ovf
+        events[task, EV_MULTIPLIES] = 0

@@ -11,7 +11,7 @@ from numba import prange
 
 from shiftsim.kernels._jit import kernel
 from shiftsim.kernels.bitops import apply_overflow
-from shiftsim.kernels.conv import group_row, tap
+from shiftsim.kernels.conv import tap
 
 __all__ = ["conv_mac"]
 
@@ -21,6 +21,7 @@ def conv_mac(
     x: np.ndarray,
     w: np.ndarray,
     bias: np.ndarray,
+    co_list: np.ndarray,
     out: np.ndarray,
     overflows: np.ndarray,
     geometry: tuple[int, int, int, int, int, int, int],
@@ -42,10 +43,12 @@ def conv_mac(
         Raw weights.
     bias : ndarray of int64, shape (Co,)
         Initial accumulator values (zeros for no bias).
+    co_list : ndarray of int64, shape (n,)
+        The output channels to compute (the others are left as they are).
     out : ndarray of int64, shape (B, Co, Ho, Wo)
         Output, written.
-    overflows : ndarray of int64, shape (B * Co,)
-        Register updates that OVERFLOW changed, per (batch, output channel), written.
+    overflows : ndarray of int64, shape (B * n,)
+        Register updates that OVERFLOW changed, per (batch, listed channel), written.
     geometry : tuple of 7 int
         ``(stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups)``.
     acc_bits : int
@@ -58,8 +61,11 @@ def conv_mac(
     _, n_co, h_out, w_out = out.shape
     _, n_cg, n_kh, n_kw = w.shape
     co_per_group = n_co // groups
-    for row in prange(n_b * n_co):
-        b, co, c0 = group_row(row, n_co, co_per_group, n_cg)
+    n_list = co_list.shape[0]
+    for row in prange(n_b * n_list):
+        b = row // n_list
+        co = co_list[row % n_list]
+        c0 = (co // co_per_group) * n_cg
         n_over = 0
         for oh in range(h_out):
             for ow in range(w_out):

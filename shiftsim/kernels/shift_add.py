@@ -34,15 +34,23 @@ __all__ = [
 
 
 @kernel(parallel=True)
-def shift_unit(x, b, f, max_shift, rnd, pad_h, pad_w, sh, sw, hq1, wq, phase_used, row_proto, buf):
-    """Fill the shift buffer of batch item ``b`` (layout in the module docstring).
+def shift_unit(
+    x, b, n_items, item_stride, f, max_shift, rnd, pad_h, pad_w, sh, sw, hq1, wq, phase_used,
+    row_proto, buf,
+):  # fmt: skip
+    """Fill the shift buffers of batch items ``b .. b + n_items - 1`` (module docstring).
+
+    Item ``b + i`` has its buffer at ``buf[i * item_stride:]``: one kernel launch for a whole
+    batch of small layers.
 
     Parameters
     ----------
     x : int64 array (B, C, H, W)
         Raw inputs; ``x << f`` fits the dtype of ``buf``.
-    b, f, max_shift, pad_h, pad_w, sh, sw, hq1, wq : int
-        Batch item, shift_frac_bits, S, padding, stride, phase-plane rows (one spare) and width.
+    b, n_items, item_stride : int
+        First batch item, number of items, buffer values per item.
+    f, max_shift, pad_h, pad_w, sh, sw, hq1, wq : int
+        shift_frac_bits, S, padding, stride, phase-plane rows (one spare) and width.
     rnd : bool
         RND (``((x << f) + 2**(s-1)) >> s``) instead of TRN (``(x << f) >> s``).
     phase_used : bool array (sh, sw)
@@ -53,7 +61,10 @@ def shift_unit(x, b, f, max_shift, rnd, pad_h, pad_w, sh, sw, hq1, wq, phase_use
         Output.
     """
     n_chan, h, w = x.shape[1], x.shape[2], x.shape[3]
-    for c in prange(n_chan):
+    for task in prange(n_items * n_chan):
+        item = task // n_chan
+        c = task % n_chan
+        base = item * item_stride
         shifted = np.empty(wq, row_proto.dtype)
         for ph in range(sh):
             for pw in range(sw):
@@ -67,9 +78,9 @@ def shift_unit(x, b, f, max_shift, rnd, pad_h, pad_w, sh, sw, hq1, wq, phase_use
                     shifted[:] = 0
                     if 0 <= i < h:
                         for q in range(q_lo, q_hi):
-                            shifted[q] = shl(x[b, c, i, q * sw + pw - pad_w], f)
+                            shifted[q] = shl(x[b + item, c, i, q * sw + pw - pad_w], f)
                     for s in range(max_shift + 1):
-                        k0 = ((((s * n_chan + c) * sh + ph) * sw + pw) * hq1 + r) * wq
+                        k0 = base + ((((s * n_chan + c) * sh + ph) * sw + pw) * hq1 + r) * wq
                         dst = buf[k0 : k0 + wq]  # a slice: the loop vectorizes
                         if rnd:
                             for q in range(wq):
@@ -86,23 +97,21 @@ def _sum_terms(buf, offsets, count, n, group, part, acc, add):
     The partial sums are kept in ``buf``'s dtype (int16: twice the SIMD lanes of int32); the
     caller chooses ``group`` so that no partial can overflow it. Four terms per pass.
     """
-    t = 0
-    while t < count:
-        g_end = min(t + group, count)
+    for g0 in range(0, count, max(group, 1)):  # every loop has a constant, positive step
+        g_end = min(g0 + max(group, 1), count)
+        g4 = g0 + (g_end - g0) // 4 * 4
         part[:] = 0
-        while t + 4 <= g_end:
+        for t in range(g0, g4, 4):
             a0 = buf[offsets[t] : offsets[t] + n]
             a1 = buf[offsets[t + 1] : offsets[t + 1] + n]
             a2 = buf[offsets[t + 2] : offsets[t + 2] + n]
             a3 = buf[offsets[t + 3] : offsets[t + 3] + n]
             for i in range(n):
                 part[i] = part[i] + a0[i] + a1[i] + a2[i] + a3[i]
-            t += 4
-        while t < g_end:
+        for t in range(g4, g_end):
             a0 = buf[offsets[t] : offsets[t] + n]
             for i in range(n):
                 part[i] = part[i] + a0[i]
-            t += 1
         if add:
             for i in range(n):
                 acc[i] += part[i]
@@ -138,13 +147,13 @@ def _sum_signed_rows(w, tid, offsets, masks, count, group, acc):
     """
     pb = np.uint64(tid & (SLOTS - 1)) * np.uint64(WIDE)
     base = np.uint64(ROW_BASE)
-    t = 0
-    while t < count:
-        g_end = min(t + group, count)
+    for g0 in range(0, count, max(group, 1)):  # every loop has a constant, positive step
+        g_end = min(g0 + max(group, 1), count)
+        g8 = g0 + (g_end - g0) // 8 * 8
         for i in range(ROW):
             w[pb + np.uint64(i)] = 0
         n_neg = 0
-        while t + 8 <= g_end:
+        for t in range(g0, g8, 8):
             o0 = np.uint64(offsets[t]) + base
             o1 = np.uint64(offsets[t + 1]) + base
             o2 = np.uint64(offsets[t + 2]) + base
@@ -161,15 +170,13 @@ def _sum_signed_rows(w, tid, offsets, masks, count, group, acc):
                 s03 = ((w[o0 + u] ^ m0) + (w[o1 + u] ^ m1)) + ((w[o2 + u] ^ m2) + (w[o3 + u] ^ m3))
                 s47 = ((w[o4 + u] ^ m4) + (w[o5 + u] ^ m5)) + ((w[o6 + u] ^ m6) + (w[o7 + u] ^ m7))
                 w[pb + u] = w[pb + u] + s03 + s47
-            t += 8
-        while t < g_end:
+        for t in range(g8, g_end):
             o0 = np.uint64(offsets[t]) + base
             m0 = masks[t]
             n_neg -= np.int64(m0)
             for i in range(ROW):
                 u = np.uint64(i)
                 w[pb + u] = w[pb + u] + (w[o0 + u] ^ m0)
-            t += 1
         for i in range(ROW):
             acc[i] += w[pb + np.uint64(i)] + n_neg
 
@@ -184,13 +191,13 @@ def _sum_signed_rows_wide(w, tid, offsets, masks, count, group, acc, width):
     pb = np.uint64(tid & (SLOTS - 1)) * np.uint64(WIDE)
     lanes = min(width, WIDE)  # the bound lets the compiler drop the overlap checks
     base = np.uint64(ROW_BASE)
-    t = 0
-    while t < count:
-        g_end = min(t + group, count)
+    for g0 in range(0, count, max(group, 1)):  # every loop has a constant, positive step
+        g_end = min(g0 + max(group, 1), count)
+        g8 = g0 + (g_end - g0) // 8 * 8
         for i in range(lanes):
             w[pb + np.uint64(i)] = 0
         n_neg = 0
-        while t + 8 <= g_end:
+        for t in range(g0, g8, 8):
             o0 = np.uint64(offsets[t]) + base
             o1 = np.uint64(offsets[t + 1]) + base
             o2 = np.uint64(offsets[t + 2]) + base
@@ -207,15 +214,13 @@ def _sum_signed_rows_wide(w, tid, offsets, masks, count, group, acc, width):
                 s03 = ((w[o0 + u] ^ m0) + (w[o1 + u] ^ m1)) + ((w[o2 + u] ^ m2) + (w[o3 + u] ^ m3))
                 s47 = ((w[o4 + u] ^ m4) + (w[o5 + u] ^ m5)) + ((w[o6 + u] ^ m6) + (w[o7 + u] ^ m7))
                 w[pb + u] = w[pb + u] + s03 + s47
-            t += 8
-        while t < g_end:
+        for t in range(g8, g_end):
             o0 = np.uint64(offsets[t]) + base
             m0 = masks[t]
             n_neg -= np.int64(m0)
             for i in range(lanes):
                 u = np.uint64(i)
                 w[pb + u] = w[pb + u] + (w[o0 + u] ^ m0)
-            t += 1
         for i in range(lanes):
             acc[i] += w[pb + np.uint64(i)] + n_neg
 
@@ -223,7 +228,7 @@ def _sum_signed_rows_wide(w, tid, offsets, masks, count, group, acc, width):
 @kernel(parallel=True)
 def adder_array_fast(
     buf, index, term_offset, co_list, bias, co_per_group, cg, chan_stride, plane_stride,
-    tile_rows, ho, wo, wq, group, acc_proto, y, b, short, zero_offset,
+    tile_rows, ho, wo, wq, group, acc_proto, y, b, n_items, item_stride, short, zero_offset,
 ):  # fmt: skip
     """Sum every term of each listed output channel, with no overflow checks.
 
@@ -259,9 +264,10 @@ def adder_array_fast(
     acc_proto : int32 or int64 array (1,)
         Its dtype is the accumulator's (int32 when the bound allows it).
     y : int64 array (B, Co, Ho, Wo)
-        Output, row ``b`` written for the listed channels.
-    b : int
-        Batch item.
+        Output, rows ``b .. b + n_items - 1`` written for the listed channels.
+    b, n_items, item_stride : int
+        First batch item, number of items, buffer values per item (item ``b + i``'s buffer
+        starts ``i * item_stride`` after the first one's).
     short : bool
         Sum short wide rows with :func:`_sum_signed_rows` (at most ``ROW`` lanes) or
         :func:`_sum_signed_rows_wide` (``WIDE`` lanes at a time) instead of whole at once.
@@ -271,12 +277,15 @@ def adder_array_fast(
     """
     n_pos_max = index.shape[1]
     n_tiles = (ho + tile_rows - 1) // tile_rows
-    for k in prange(co_list.shape[0] * n_tiles):
+    per_item = co_list.shape[0] * n_tiles
+    for k_all in prange(n_items * per_item):
+        item = k_all // per_item
+        k = k_all % per_item
         co = co_list[k % co_list.shape[0]]  # tile-major: a tile's rows stay in cache
         r0 = (k // co_list.shape[0]) * tile_rows
         rows = min(tile_rows, ho - r0)
         n = (rows * wq + 15) // 16 * 16
-        start = (co // co_per_group) * cg * chan_stride + r0 * wq
+        start = item * item_stride + (co // co_per_group) * cg * chan_stride + r0 * wq
         row = index[co]
         if short:  # ROW lanes at a time, signs by mask: no sorting, no overlap checks
             first = np.empty(n_pos_max, np.int64)
@@ -324,13 +333,14 @@ def adder_array_fast(
         bc = bias[co]
         for r in range(rows):
             for ow in range(wo):
-                y[b, co, r0 + r, ow] = np.int64(acc[r * wq + ow]) + bc
+                y[b + item, co, r0 + r, ow] = np.int64(acc[r * wq + ow]) + bc
 
 
 @kernel(parallel=True)
 def adder_array_checked(
     buf, index, term_offset, term_step, n_steps, co_list, bias, co_per_group, cg, chan_stride,
-    plane_stride, tile_rows, ho, wo, wq, group, tree_proto, acc_bits, sat, y, b, overflows,
+    plane_stride, tile_rows, ho, wo, wq, group, tree_proto, acc_bits, sat, y, b, n_items,
+    item_stride, overflows,
 ):  # fmt: skip
     """Accumulate in the contract order, fitting the register after every update.
 
@@ -355,20 +365,23 @@ def adder_array_checked(
     sat : bool
         SAT instead of WRAP.
     y : int64 array (B, Co, Ho, Wo)
-        Output, row ``b`` written for the listed channels.
-    b : int
-        Batch item.
-    overflows : int64 array (n * n_tiles,)
-        Output: overflow events per (listed channel, tile).
+        Output, rows ``b .. b + n_items - 1`` written for the listed channels.
+    b, n_items, item_stride : int
+        As in :func:`adder_array_fast`.
+    overflows : int64 array (n_items * n * n_tiles,)
+        Output: overflow events per (item, listed channel, tile), added to.
     """
     n_terms_max = index.shape[1]
     n_tiles = (ho + tile_rows - 1) // tile_rows
-    for k in prange(co_list.shape[0] * n_tiles):
+    per_item = co_list.shape[0] * n_tiles
+    for k_all in prange(n_items * per_item):
+        item = k_all // per_item
+        k = k_all % per_item
         co = co_list[k % co_list.shape[0]]  # tile-major: a tile's rows stay in cache
         r0 = (k // co_list.shape[0]) * tile_rows
         rows = min(tile_rows, ho - r0)
         n = (rows * wq + 15) // 16 * 16
-        start = (co // co_per_group) * cg * chan_stride + r0 * wq
+        start = item * item_stride + (co // co_per_group) * cg * chan_stride + r0 * wq
         # the terms in step order: count per step, then place
         step_ptr = np.zeros(n_steps + 1, np.int64)
         for e in range(n_terms_max):
@@ -411,5 +424,5 @@ def adder_array_checked(
                 acc[i] = fitted
         for r in range(rows):
             for ow in range(wo):
-                y[b, co, r0 + r, ow] = acc[r * wq + ow]
-        overflows[k] += count
+                y[b + item, co, r0 + r, ow] = acc[r * wq + ow]
+        overflows[k_all] += count
