@@ -46,6 +46,8 @@ _TABLE_COLUMNS = [
     "exponent_adds",
     "overflows",
     "clipped",
+    "overflow_rate",
+    "clip_rate",
     "float_ops",
     "cycles",
     "energy_pj",
@@ -79,6 +81,10 @@ def _positive(text: str) -> int:
     return value
 
 
+_TRAINED = ("fmnist_vgg", "fmnist_resnet", "mnist_lenet")
+_TRAINED_IMAGES = 500
+
+
 def _non_negative(text: str) -> int:
     try:
         value = int(text)
@@ -108,7 +114,12 @@ def _add_source(p: argparse.ArgumentParser, required: bool = True) -> None:
         "yolo_tiny, or a CSV file",
     )
     src.add_argument("--onnx", metavar="FILE", type=Path, help="ONNX model")
-    src.add_argument("--model", choices=["digits"], help="built-in model")
+    src.add_argument(
+        "--model",
+        choices=["digits", *_TRAINED],
+        help="built-in model: the digits CNN, or a trained 28x28 CNN (Fashion-MNIST: "
+        "fmnist_vgg, fmnist_resnet; MNIST: mnist_lenet; needs the data set installed)",
+    )
     p.add_argument(
         "--weights",
         metavar="FILE.npz",
@@ -125,7 +136,8 @@ def _add_source(p: argparse.ArgumentParser, required: bool = True) -> None:
         "--images",
         type=_positive,
         default=None,
-        help="digits: simulate the first N test images (default all 360)",
+        help="built-in models: simulate the first N test images (default: all 360 of digits, "
+        f"{_TRAINED_IMAGES} of the others)",
     )
     p.add_argument("--batch", type=_positive, default=1, help="topology/ONNX: inputs per layer")
     p.add_argument(
@@ -167,6 +179,13 @@ def _add_datapath(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--power-of-two", action="store_true", help="requantise between layers by shifts only"
+    )
+    g.add_argument(
+        "--scaling",
+        choices=["calibrated", "fixed"],
+        default="calibrated",
+        help="activation scales: calibrated (each tensor's peak at the top of its format) or "
+        "fixed at 1 (the format's full-scale range, e.g. a log fsr, decides what clips)",
     )
     g.add_argument(
         "--golden-limit",
@@ -409,6 +428,14 @@ def _source(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         if args.images is not None:
             x, y = x[: args.images], y[: args.images]
         return net, x, y
+    if args.model in _TRAINED:
+        from shiftsim.models.mnist_family import load_model, model_test_set
+
+        try:
+            data = model_test_set(args.model).head(args.images or _TRAINED_IMAGES)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        return load_model(args.model), data.images / 255.0, data.labels
     if args.onnx is not None:
         from shiftsim.io.onnx_io import read_onnx
 
@@ -540,6 +567,9 @@ def _read_input(path: Path, net: Any) -> Any:
         x = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise CliError(f"{path}: cannot read inputs: {exc}") from None
+    if not isinstance(x, np.ndarray):  # an .npz archive
+        x.close()
+        raise CliError(f"{path}: cannot read inputs: an .npz archive, expected one .npy array")
     if x.dtype.kind not in "fiu":
         raise CliError(f"{path}: inputs must be real numbers, got dtype {x.dtype}")
     if x.shape == net.input_shape:
@@ -548,7 +578,12 @@ def _read_input(path: Path, net: Any) -> Any:
         raise CliError(
             f"{path}: inputs must have shape (B, *{net.input_shape}), got {tuple(x.shape)}"
         )
-    return x.astype(np.float64)
+    x = x.astype(np.float64)
+    bad = np.argwhere(~np.isfinite(x))
+    if bad.size:
+        index = tuple(int(i) for i in bad[0])
+        raise CliError(f"{path}: inputs must be finite, got {x[index]} at index {index}")
+    return x
 
 
 # ------------------------------------------------------------------------ commands
@@ -564,6 +599,7 @@ def _check_out(flag: str, path: Path | None) -> None:
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from shiftsim.network import Requant
+    from shiftsim.network.report import RangeWarning
 
     _check_out("--csv", args.csv)
     _check_out("--json", args.json)
@@ -575,9 +611,16 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             raise CliError("--input needs --onnx (the digits model has its own test images)")
         x = _read_input(args.input, net)
     if x is not None:
-        res = net.run(
-            x, dp, level=args.level, hardware=hw, requant=Requant(power_of_two=args.power_of_two)
-        )
+        with warnings.catch_warnings():  # printed below, after the table
+            warnings.simplefilter("ignore", RangeWarning)
+            res = net.run(
+                x,
+                dp,
+                level=args.level,
+                hardware=hw,
+                requant=Requant(power_of_two=args.power_of_two),
+                scaling=args.scaling,
+            )
     else:
         res = net.run_layers(
             dp,
@@ -609,6 +652,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             f"top-1: {res.top1(y):.4f} (float {res.float_top1(y):.4f}, "
             f"agreement {res.agreement():.4f}) on {len(y)} test images"
         )
+    for line in res.warnings():
+        print(line, file=sys.stderr)
     for path, kind in ((args.csv, "csv"), (args.json, "json")):
         if path is not None:
             try:

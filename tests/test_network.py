@@ -337,8 +337,8 @@ def test_weight_gain_for_log_datapaths() -> None:
     from shiftsim.network import weight_gain
 
     log = LogDatapath()  # weights LogFormat(4, fsr=0): magnitudes below 1
-    assert weight_gain(log, np.array([0.3, -0.1])) == 2.0  # 0.6 in [0.5, 1)
-    assert weight_gain(log, np.array([-3.0])) == 0.25  # 0.75
+    assert weight_gain(log, np.array([0.3, -0.1])) == 2.0  # 0.6 rounds to the top code 2**-1
+    assert weight_gain(log, np.array([-3.0])) == 0.125  # 0.375 too (0.75 would clip to 0.5)
     assert weight_gain(log, np.zeros(3)) == 1.0
     assert weight_gain(ShiftAddDatapath(), np.array([3.0])) == 1.0  # scales by itself
 

@@ -391,3 +391,52 @@ def test_dead_nodes_are_left_out(tmp_path: Path) -> None:
     model = build(nodes, [weight("w", 2, 1, 1, 1)], [1, 2, 2], out_shape=("n", "c", "h", "w"))
     onnx.save(model, str(tmp_path / "m.onnx"))
     assert [n.op for n in read_onnx(tmp_path / "m.onnx").nodes] == ["conv", "relu"]
+
+
+def test_a_new_operator_is_one_class(tmp_path: Path) -> None:
+    """An operator class that lists its ONNX op type is read from files with no converter."""
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from shiftsim.io.onnx_io import supported_ops
+    from shiftsim.network.node import OPS, register
+    from shiftsim.network.ops.nonlinear import FloatOp
+
+    model = build(
+        [
+            conv("x", "c", "w", pads=[1, 1, 1, 1]),
+            helper.make_node("Softsign", ["c"], ["s"]),
+            helper.make_node("GlobalAveragePool", ["s"], ["g"]),
+            helper.make_node("Flatten", ["g"], ["y"]),
+        ],
+        [weight("w", 4, 3, 3, 3)],
+        (3, 6, 6),
+    )
+    path = tmp_path / "softsign.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ValueError, match="Softsign"):
+        read_onnx(path)  # not an operator yet
+
+    @register
+    @dataclass(frozen=True, kw_only=True, eq=False)
+    class Softsign(FloatOp):
+        op: ClassVar[str] = "test_softsign"
+        onnx_types: ClassVar[tuple[str, ...]] = ("Softsign",)
+
+        def forward(self, args: list[np.ndarray]) -> np.ndarray:
+            return args[0] / (1.0 + np.abs(args[0]))
+
+    try:
+        assert "Softsign" in supported_ops()
+        net = read_onnx(path)
+        assert [n.op for n in net.nodes].count("test_softsign") == 1
+        x = np.random.default_rng(3).normal(size=(2, 3, 6, 6)).astype(np.float32)
+        got = net.forward_float(x)[net.nodes[-1].name]
+        np.testing.assert_allclose(got, onnxruntime_output(model, x), rtol=2e-5, atol=2e-6)
+        res = net.run(x, ShiftAddDatapath())
+        row = res.table[
+            res.table["layer"] == next(n.name for n in net.nodes if n.op == "test_softsign")
+        ]
+        assert row["datapath"].tolist() == ["float"]
+    finally:
+        del OPS["test_softsign"]

@@ -33,6 +33,17 @@ SMALLER: list[tuple[str, str]] = [
         "bench_datapaths.py --repeat 1 --layers 1 --batch 1 --small-batch 4",
     ),
     (r"--repeat 10\b", "--repeat 1 --layers 2"),
+    # the papers' studies: one model, 20 test images, a few cells (issue 13)
+    (
+        r"studies shiftcnn --out",
+        "studies shiftcnn --models mnist_lenet --images 20 --codebooks 2 --bits 4 --scales "
+        "channel --out",
+    ),
+    (
+        r"studies miyashita --out",
+        "studies miyashita --models mnist_lenet --images 20 --bits 3 --fsrs 4 --out",
+    ),
+    (r"studies weights --out", "studies weights --limit 3 --out"),
 ]
 
 

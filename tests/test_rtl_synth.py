@@ -75,11 +75,15 @@ def test_energy_table_scaled_from_transistors(small):
     per_t = 0.4 / small["mul8"].transistors
     assert d["add"]["bits"] == [8, 32]
     assert d["add"]["pj"][0] == small["add8"].transistors * per_t
-    assert d["select"]["pj"] == small["select"].transistors * per_t
+    # one selection of a 9-bit word (the select design's RW), priced per bit
+    assert d["select"]["pj_per_bit"] == small["select"].transistors * per_t / 9
     table = synth_energy_table(rows, anchor_multiply_pj=0.4)
     assert isinstance(table, EnergyTable)
     assert table.add_pj(8) == pytest.approx(d["add"]["pj"][0], rel=1e-12)
-    assert table.sram_pj(8192) == 10.0  # memories from the base table
+    default = EnergyTable.default()
+    # memories and DRAM from the base table
+    assert table.storage_access_pj(8192, 64) == default.storage_access_pj(8192, 64) == 10.0
+    assert table.dram_pj_per_byte() == default.dram_pj_per_byte()
     with pytest.raises(ValueError, match="anchor_multiply_pj"):
         energy_table_dict(rows, anchor_multiply_pj=0.0)
     with pytest.raises(ValueError, match="primitives"):

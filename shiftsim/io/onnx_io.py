@@ -21,6 +21,7 @@ converters see their values.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shiftsim.network import Network, Node
+from shiftsim.network.node import OPS, onnx_class
 
 __all__ = ["CONVERTERS", "OnnxBuilder", "converter", "read_onnx", "supported_ops"]
 
@@ -59,6 +61,31 @@ def converter(*op_types: str, domain: str = "") -> Callable[[Any], Any]:
     return wrap
 
 
+def converter_of(domain: str, op_type: str) -> Callable[[OnnxBuilder, Any], None] | None:
+    """The converter of ``op_type`` in ``domain``, or None.
+
+    A registered converter, else the direct reading of an operator class that lists ``op_type``
+    in its ``onnx_types`` (default domain only).
+    """
+    _load_converters()
+    fn = CONVERTERS.get((domain, op_type))
+    if fn is None and domain == "" and onnx_class(op_type) is not None:
+        return _direct
+    return fn
+
+
+def _direct(b: OnnxBuilder, node: Any) -> None:
+    """Read a node as the operator class that declares its op type: inputs and attributes."""
+    cls = onnx_class(node.op_type)
+    assert cls is not None
+    fields = {f.name for f in dataclasses.fields(cls)} - {"name", "inputs"}
+    extra = sorted(set(attrs(node)) - fields)
+    if extra:
+        raise b.fail(node, f"attributes {extra} are not supported")
+    srcs = tuple(b.src(node, t) for t in node.input if t)
+    b.make(node, cls.op, inputs=srcs, **attrs(node))
+
+
 def supported_ops() -> list[str]:
     """The op types read: those with a converter and the quantized ones.
 
@@ -68,7 +95,8 @@ def supported_ops() -> list[str]:
     from shiftsim.io.onnx_quant import QUANT_OPS
 
     _load_converters()
-    ops = set(CONVERTERS) | set(QUANT_OPS)
+    direct = {("", t) for cls in OPS.values() for t in cls.onnx_types}
+    ops = set(CONVERTERS) | set(QUANT_OPS) | direct
     return sorted(op if d == "" else f"{d}:{op}" for d, op in ops)
 
 
@@ -284,7 +312,7 @@ def _unsupported(nodes: list[Any], consts: set[str], shaped: set[str]) -> list[s
             known.update(node.output)
             continue
         shaped.update(node.output)
-        if (dom, node.op_type) not in CONVERTERS:
+        if converter_of(dom, node.op_type) is None:
             bad.setdefault((dom, node.op_type), []).append(node.name or "?")
     out = []
     for (dom, op), names in sorted(bad.items()):
@@ -364,7 +392,9 @@ def read_onnx(path: str | Path) -> Network:
     for node in nodes:
         if _fold(b, node):
             continue
-        CONVERTERS[(_domain(node), node.op_type)](b, node)
+        convert = converter_of(_domain(node), node.op_type)
+        assert convert is not None  # _unsupported checked every node
+        convert(b, node)
     outputs = [o.name for o in graph.output]
     if not b.nodes or len(outputs) != 1 or b.producer.get(outputs[0]) != b.nodes[-1].name:
         raise ValueError(f"{label}: the graph output must be the last node's, got {outputs}")

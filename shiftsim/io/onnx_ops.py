@@ -324,16 +324,8 @@ def _nary(b: OnnxBuilder, node: Any) -> None:
         b.make(node, node.op_type.lower(), inputs=srcs)
 
 
-@converter("Relu", "Neg", "Sigmoid", "Tanh", "HardSwish")
-def _unary(b: OnnxBuilder, node: Any) -> None:
-    ops = {
-        "Relu": "relu",
-        "Neg": "neg",
-        "Sigmoid": "sigmoid",
-        "Tanh": "tanh",
-        "HardSwish": "hard_swish",
-    }
-    b.make(node, ops[node.op_type], inputs=(_x(b, node),))
+# Relu, Neg, Sigmoid, Tanh and HardSwish need no converter: their operator classes list the
+# ONNX op type in ``onnx_types`` and are read directly (see shiftsim.network.node).
 
 
 @converter("LeakyRelu")

@@ -24,7 +24,7 @@ from shiftsim.network.activations import Act, act_format, scale_of_input, weight
 from shiftsim.network.graph import Network
 from shiftsim.network.node import OPS, Node, op_class, register
 from shiftsim.network.ops import conv_float
-from shiftsim.network.report import NetworkResult
+from shiftsim.network.report import NetworkResult, RangeWarning
 from shiftsim.network.requant import Requant, fixed_multiplier
 from shiftsim.network.runner import Step, StepContext, resolve_datapaths
 
@@ -33,6 +33,7 @@ __all__ = [
     "Act",
     "Network",
     "NetworkResult",
+    "RangeWarning",
     "Node",
     "Requant",
     "Step",

@@ -6,6 +6,24 @@ followed by a ReLU, or it is a network input with negative values) is signed, wi
 (:func:`signed_format`). Scales come from a float calibration pass: the largest value of each
 tensor on the calibration inputs (the largest magnitude for a signed tensor) maps to the
 format's largest raw value.
+
+*Scaling* (:data:`SCALINGS`), chosen per run:
+
+``"calibrated"`` (default)
+    As above: every tensor's peak on the calibration inputs maps to the top of its format, and
+    a log-domain datapath's weights are moved by a power of two so that their peak sits in the
+    top octave (:func:`weight_gain`). A log format's ``fsr`` then only sets the width of the
+    integer intermediate: it does not decide what clips.
+``"fixed"``
+    The papers' meaning (Miyashita et al., 2016): every activation after the network input has
+    scale 1, so its values are in the network's own units and its *format* fixes the full-scale
+    range: a ``LogFormat`` clips at ``2**fsr`` and flushes values below its smallest code to
+    zero; a linear ``FixedFormat(bits, frac_bits)`` clips at ``2**(bits - frac_bits)`` (the
+    linear baseline of a given fsr is ``FixedFormat(bits, bits - fsr)``). Weights are placed as
+    with calibrated scaling (:func:`weight_gain`). Between layers a log activation is held in
+    the fixed-point format of :func:`log_carrier_format`, fine enough to reach below its
+    smallest code. The network input keeps its calibrated scale (its units are a matter of
+    preprocessing).
 """
 
 from __future__ import annotations
@@ -21,7 +39,20 @@ from numpy.typing import ArrayLike, NDArray
 from shiftsim.datapath.base import Datapath
 from shiftsim.formats import FixedFormat, LogFormat
 
-__all__ = ["Act", "act_format", "scale_of", "signed_format", "weight_gain", "with_signed_input"]
+__all__ = [
+    "SCALINGS",
+    "Act",
+    "act_format",
+    "check_scaling",
+    "log_carrier_format",
+    "scale_of",
+    "signed_format",
+    "weight_gain",
+    "with_signed_input",
+]
+
+SCALINGS = ("calibrated", "fixed")
+"""How activation scales are chosen: see the module notes."""
 
 _DEFAULT_ACT = FixedFormat(8, 0, signed=False)
 
@@ -40,18 +71,55 @@ class Act:
         return self.fmt.to_float(self.raw) * self.scale
 
 
-def act_format(datapath: Datapath) -> FixedFormat:
+def check_scaling(scaling: object) -> str:
+    """``scaling`` if it is one of :data:`SCALINGS`, else ``ValueError`` naming it."""
+    if not isinstance(scaling, str) or scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+    return scaling
+
+
+def log_carrier_format(act: LogFormat) -> FixedFormat:
+    """The fixed-point format that carries ``act``'s values between layers with fixed scaling.
+
+    Integer bits up to ``2**fsr``; fractional bits down to four steps below the smallest code
+    ``2**(e_min / k)`` (so values between the smallest code and the flush threshold below it
+    are resolved); signed with one more bit when ``act`` is.
+
+    Raises
+    ------
+    ValueError
+        When that format needs more than 61 bits (too many codes below ``2**fsr``).
+
+    Examples
+    --------
+    >>> log_carrier_format(LogFormat(3, 7, signed=False))  # codes 2**0 .. 2**6
+    FixedFormat(bits=11, frac_bits=4, signed=False)
+    """
+    frac = max(0, 4 - math.floor(act.e_min / act.k))
+    bits = max(1, math.ceil(act.fsr)) + frac
+    if bits > 61:
+        raise ValueError(
+            f"scaling='fixed' cannot carry {act!r}: its codes span {bits} bits of fixed point "
+            "(at most 61); use fewer bits, a larger fsr, or scaling='calibrated'"
+        )
+    fmt = FixedFormat(bits, frac, signed=False)
+    return signed_format(fmt) if act.signed else fmt
+
+
+def act_format(datapath: Datapath, scaling: str = "calibrated") -> FixedFormat:
     """The fixed-point format of the activations a network passes to ``datapath``.
 
     The datapath's ``act`` when it is a FixedFormat; for a log-domain ``act`` (a LogFormat of
-    full-scale range ``fsr``), ``floor(fsr)``-bit integers, whose magnitudes stay below
-    ``2**fsr`` (signed, with one more bit, when the LogFormat is); otherwise unsigned 8-bit
-    integers.
+    full-scale range ``fsr``) with calibrated scaling, ``floor(fsr)``-bit integers, whose
+    magnitudes stay below ``2**fsr`` (signed, with one more bit, when the LogFormat is); with
+    fixed scaling, :func:`log_carrier_format`; otherwise unsigned 8-bit integers.
     """
     act = getattr(datapath, "act", None)
     if isinstance(act, FixedFormat):
         return act
     if isinstance(act, LogFormat):
+        if check_scaling(scaling) == "fixed":
+            return log_carrier_format(act)
         fmt = FixedFormat(min(max(1, math.floor(act.fsr)), 61), 0, signed=False)
         return signed_format(fmt) if act.signed else fmt
     return _DEFAULT_ACT
@@ -85,15 +153,21 @@ def weight_gain(datapath: Datapath, w: NDArray[np.float64]) -> float:
 
     1 for datapaths that scale weights themselves (shift-add, MAC). A log-domain datapath
     quantizes weights against a fixed full-scale range (``weight.fsr``) with no scale of its
-    own, so the largest weight magnitude is moved into ``[2**(fsr-1), 2**fsr)``; the network
+    own, so the largest weight magnitude ``P`` is moved next to the top code ``2**T``,
+    ``T = e_max / k``: the gain is ``2**(floor(T + 1/(2k) - 1/2) - round(log2 P))``, the
+    largest power of two that leaves ``P`` rounding to at most the top code (base 2: ``P`` lands
+    in ``[2**(fsr-1.5), 2**(fsr-0.5))`` and rounds to the top code), so the peak is never
+    clipped; the network
     divides the layer's output by the same power of two (exact in floating point, and folded
-    into the requantisation multiplier).
+    into the requantisation multiplier). The same with either scaling: weights are placed by
+    their peak, layer by layer.
     """
     fmt = getattr(datapath, "weight", None)
     peak = float(np.max(np.abs(w), initial=0.0))
     if not isinstance(fmt, LogFormat) or peak == 0:
         return 1.0
-    return math.ldexp(1.0, math.floor(fmt.fsr - math.log2(peak)))
+    top = fmt.e_max / fmt.k
+    return math.ldexp(1.0, math.floor(top + 0.5 / fmt.k - 0.5) - round(math.log2(peak)))
 
 
 def scale_of(values: ArrayLike, fmt: FixedFormat) -> float:

@@ -34,7 +34,7 @@ from shiftsim.datapath.base import LEVELS, Datapath
 from shiftsim.formats import as_float_array
 from shiftsim.io.weights import read_npz
 from shiftsim.layers import Conv2d
-from shiftsim.network.activations import act_format, weight_gain
+from shiftsim.network.activations import act_format, check_scaling, weight_gain
 from shiftsim.network.node import Node
 from shiftsim.network.ops.conv import Conv, analytic_counts, conv_float
 from shiftsim.network.report import NetworkResult, finish_row, frame
@@ -238,6 +238,7 @@ class Network:
         requant: Requant | None = None,
         level: str = "functional",
         hardware: Any = None,
+        scaling: str = "calibrated",
     ) -> NetworkResult:
         """Run the whole network bit-accurately (see :mod:`shiftsim.network.runner`).
 
@@ -258,11 +259,19 @@ class Network:
         hardware : Hardware, optional
             When given, per-layer analytic cycles and energy
             (:func:`shiftsim.cost.estimate`) join the table.
+        scaling : {"calibrated", "fixed"}, default "calibrated"
+            Activation scales from the calibration pass (every tensor's peak at the top of its
+            format), or fixed at 1 so that each format's full-scale range (a log format's
+            ``fsr``) decides what clips and what underflows, as in the papers (see
+            :mod:`shiftsim.network.activations`).
 
         Returns
         -------
         NetworkResult
+            Its :meth:`~NetworkResult.warnings` name every layer whose overflow or clipping
+            rate is large; a :class:`~shiftsim.network.report.RangeWarning` is also issued.
         """
+        check_scaling(scaling)
         self._check_datapath(datapath)
         if level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
@@ -272,7 +281,14 @@ class Network:
         arr = self._check_input(x)
         cal = None if calibration is None else self._check_input(calibration, "calibration")
         return run_network(
-            self, arr, datapath, calibration=cal, requant=requant, level=level, hardware=hardware
+            self,
+            arr,
+            datapath,
+            calibration=cal,
+            requant=requant,
+            level=level,
+            hardware=hardware,
+            scaling=scaling,
         )
 
     def _check_datapath(self, datapath: Any) -> None:

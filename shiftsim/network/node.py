@@ -9,8 +9,12 @@ An operator is one small frozen dataclass deriving from :class:`Node`. It knows
 
 :func:`register` files the class under its ``op`` name; ``Node(op="relu", name=...)`` builds the
 registered class (so ``Node(name="r", op="relu")`` is ``Relu(name="r")``). Adding an operator is
-one class with ``@register`` and one test; the runner has no per-operator code. ONNX converters
-register separately, by ONNX domain and op type (:func:`shiftsim.io.onnx_io.converter`).
+one class with ``@register`` and one test; the runner has no per-operator code. A class that
+lists ONNX op types in ``onnx_types`` is read from ONNX files directly (the node's tensor inputs
+are its inputs, ONNX attributes its fields of the same name), so a new ONNX operator is that one
+class too; operators whose ONNX form needs more (constant operands, folding into a layer,
+opset-dependent attributes) register a converter by ONNX domain and op type instead
+(:func:`shiftsim.io.onnx_io.converter`, the standard ones in :mod:`shiftsim.io.onnx_ops`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ if TYPE_CHECKING:
     from shiftsim.network.activations import Act
     from shiftsim.network.runner import Step, StepContext
 
-__all__ = ["OPS", "Node", "op_class", "register"]
+__all__ = ["OPS", "Node", "onnx_class", "op_class", "register"]
 
 #: Registered operators by ``op`` name, in registration order.
 OPS: dict[str, type[Node]] = {}
@@ -60,6 +64,14 @@ def register(cls: _N) -> _N:
     return cls
 
 
+def onnx_class(op_type: str) -> type[Node] | None:
+    """The registered class that reads the ONNX op type ``op_type`` directly, if any."""
+    for cls in OPS.values():
+        if op_type in cls.onnx_types:
+            return cls
+    return None
+
+
 def op_class(op: str) -> type[Node]:
     """The class registered under ``op``."""
     if op not in OPS:
@@ -82,14 +94,16 @@ class Node(metaclass=_NodeMeta):
     Notes
     -----
     Class attributes of an operator: ``op`` (its registered name), ``arity`` (the number of
-    inputs it takes, None for any number from one up) and ``fuses_into_producer`` (True for a
+    inputs it takes, None for any number from one up), ``fuses_into_producer`` (True for a
     ReLU: a node whose only consumer it is clamps its own output at zero, see
-    :mod:`shiftsim.network.runner`).
+    :mod:`shiftsim.network.runner`) and ``onnx_types`` (ONNX op types of the default domain read
+    directly as this operator, see the module notes).
     """
 
     op: ClassVar[str] = ""
     arity: ClassVar[int | None] = 1
     fuses_into_producer: ClassVar[bool] = False
+    onnx_types: ClassVar[tuple[str, ...]] = ()
 
     name: str
     inputs: tuple[str, ...] = field(default=())

@@ -7,7 +7,10 @@ datapath's :class:`~shiftsim.counts.Counts` fields (``overflows``: accumulator u
 wrapped or saturated), ``clipped`` (values a quantiser or a requantisation clamped: to the
 activation format, to a datapath's operand formats, the network input), ``requant_mults``,
 ``float_ops`` (output values computed in floating point), ``rmse``, ``max_abs_err``,
-``sqnr_db`` (against float at the same point) and ``time_s``.
+``sqnr_db`` (against float at the same point), ``time_s``, and two rates for chained runs:
+``overflow_rate`` (``overflows`` per accumulator update) and ``clip_rate`` (``clipped`` per
+output value). A layer whose rate exceeds :data:`WARN_RATE` is named by
+:meth:`NetworkResult.warnings`, and :meth:`Network.run` issues a :class:`RangeWarning`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,24 @@ from shiftsim.counts import Counts
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["NetworkResult", "finish_row", "frame", "sqnr_db"]
+__all__ = [
+    "WARN_RATE",
+    "NetworkResult",
+    "RangeWarning",
+    "add_rates",
+    "finish_row",
+    "frame",
+    "range_warnings",
+    "sqnr_db",
+]
+
+WARN_RATE = 1e-3
+"""Overflow or clipping rate above which a layer is named in the warnings."""
+
+
+class RangeWarning(UserWarning):
+    """Layers of a network run overflowed their accumulator or clipped often."""
+
 
 _INT_COLUMNS = ("macs", "requant_mults", "float_ops", "clipped")
 
@@ -74,6 +94,44 @@ class NetworkResult:
         b = self.float_output.reshape(len(self.float_output), -1).argmax(axis=1)
         return float(np.mean(a == b))
 
+    def warnings(self, threshold: float = WARN_RATE) -> list[str]:
+        """One line per layer whose overflow or clipping rate exceeds ``threshold``."""
+        return range_warnings(self.table, threshold)
+
+
+def add_rates(table: pd.DataFrame, batch: int) -> pd.DataFrame:
+    """Add ``overflow_rate`` and ``clip_rate`` to a chained run's table of ``batch`` inputs."""
+    values = [
+        batch * int(np.prod([int(v) for v in str(s).split("x") if v])) for s in table["shape"]
+    ]
+    updates = table["acc_updates"] if "acc_updates" in table else 0 * table["clipped"]
+    table["overflow_rate"] = table["overflows"] / updates.clip(lower=1)
+    table["clip_rate"] = table["clipped"] / np.maximum(values, 1)
+    return table
+
+
+def range_warnings(table: pd.DataFrame, threshold: float = WARN_RATE) -> list[str]:
+    """Warning lines for the rows of ``table`` whose ``overflow_rate`` or ``clip_rate`` is large.
+
+    ``table`` needs the columns ``layer``, ``overflows``, ``clipped``, ``overflow_rate`` and
+    ``clip_rate`` (a chained run's table, or rates summed over several runs).
+    """
+    out: list[str] = []
+    if "overflow_rate" not in table:
+        return out
+    for row in table.itertuples():
+        for what, rate, n, fix in (
+            ("accumulator updates overflowed", row.overflow_rate, row.overflows,
+             "widen the accumulator (acc_bits)"),
+            ("values clipped", row.clip_rate, row.clipped,
+             "check the activation format and its full-scale range"),
+        ):  # fmt: skip
+            if rate > threshold:
+                out.append(
+                    f"WARNING: layer {row.layer}: {100 * rate:.3g}% of {what} ({int(n):,}); {fix}"
+                )
+    return out
+
 
 def _top1(out: NDArray[np.float64] | None, labels: ArrayLike) -> float:
     if out is None:
@@ -85,7 +143,14 @@ def _top1(out: NDArray[np.float64] | None, labels: ArrayLike) -> float:
 
 
 def sqnr_db(ref: NDArray[np.float64], got: NDArray[np.float64]) -> float:
-    """Signal-to-quantisation-noise ratio of ``got`` against ``ref``, in dB."""
+    """Signal-to-quantisation-noise ratio of ``got`` against ``ref``, in dB.
+
+    Both are divided by their largest magnitude first, so that the squares neither overflow
+    nor underflow whatever the scale of the values.
+    """
+    peak = float(max(np.max(np.abs(ref), initial=0.0), np.max(np.abs(got), initial=0.0)))
+    if peak > 0:
+        ref, got = ref / peak, got / peak
     noise = float(np.sum((ref - got) ** 2))
     sig = float(np.sum(ref**2))
     if noise == 0:

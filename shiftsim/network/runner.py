@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,14 @@ from shiftsim.counts import Counts
 from shiftsim.datapath.base import Datapath
 from shiftsim.formats import FixedFormat
 from shiftsim.network.activations import Act, act_format, scale_of, signed_format
-from shiftsim.network.report import NetworkResult, finish_row, frame
+from shiftsim.network.report import (
+    NetworkResult,
+    RangeWarning,
+    add_rates,
+    finish_row,
+    frame,
+    range_warnings,
+)
 from shiftsim.network.requant import Requant, clamp, fixed_multiplier, rescale
 
 if TYPE_CHECKING:
@@ -94,7 +102,7 @@ class StepContext:
         The node's float output on the calibration inputs.
     input_calibration : list of ndarray of float64
         The inputs' float values on the calibration inputs.
-    level, hardware, requant
+    level, hardware, requant, scaling
         As given to :meth:`Network.run`.
     """
 
@@ -107,14 +115,22 @@ class StepContext:
     level: str = "functional"
     hardware: Any = None
     requant: Requant = field(default_factory=Requant)
+    scaling: str = "calibrated"
+
+    def input_format(self, datapath: Datapath) -> FixedFormat:
+        """The activation format ``datapath`` reads under this run's scaling."""
+        return act_format(datapath, self.scaling)
+
+    def _scale(self, values: NDArray[np.float64], fmt: FixedFormat) -> float:
+        return 1.0 if self.scaling == "fixed" else scale_of(values, fmt)
 
     def out_format(self) -> FixedFormat:
         """The output format: the activation format, signed unless a ReLU is fused."""
         return self.act if self.relu_fused else signed_format(self.act)
 
     def out_scale(self, fmt: FixedFormat) -> float:
-        """The output scale from the calibration pass."""
-        return scale_of(self.calibration, fmt)
+        """The output scale: from the calibration pass, or 1 with fixed scaling."""
+        return self._scale(self.calibration, fmt)
 
     def requantise(
         self,
@@ -149,7 +165,7 @@ class StepContext:
         """
         if a.fmt == fmt:
             return a, 0, 0
-        s = scale_of(self.input_calibration[index], fmt)
+        s = self._scale(self.input_calibration[index], fmt)
         factor = a.fmt.lsb * a.scale / (s * fmt.lsb)
         raw, clipped, mults = self.requantise(a.raw, factor, fmt, relu=False)
         return Act(raw, fmt, s), clipped, mults
@@ -212,7 +228,12 @@ def resolve_datapaths(net: Network, datapath: DatapathMap) -> dict[str, Datapath
             f"Datapaths, got {type(datapath).__name__}"
         )
     for pattern, dp in datapath.items():
-        if not isinstance(pattern, str) or not isinstance(dp, Datapath):
+        if not isinstance(pattern, str):
+            raise TypeError(
+                f"datapath: a layer-name pattern must be a str, got {pattern!r} "
+                f"({type(pattern).__name__})"
+            )
+        if not isinstance(dp, Datapath):
             raise TypeError(
                 f"datapath[{pattern!r}] must map a str pattern to a Datapath, got "
                 f"{type(dp).__name__}"
@@ -240,7 +261,7 @@ def resolve_datapaths(net: Network, datapath: DatapathMap) -> dict[str, Datapath
 
 
 def _tensor_formats(
-    net: Network, dps: dict[str, Datapath], default: Datapath
+    net: Network, dps: dict[str, Datapath], default: Datapath, scaling: str = "calibrated"
 ) -> dict[str, FixedFormat]:
     """Activation format of every tensor ("" is the input): see the module notes."""
     names = ["", *[n.name for n in net.nodes]]
@@ -270,7 +291,7 @@ def _tensor_formats(
             dp = dps[min(found, key=order.__getitem__)]
         else:
             dp = upstream.get(name, default)
-        fmts[name] = act_format(dp)
+        fmts[name] = act_format(dp, scaling)
     return fmts
 
 
@@ -283,6 +304,7 @@ def run_network(
     requant: Requant,
     level: str,
     hardware: Any,
+    scaling: str = "calibrated",
 ) -> NetworkResult:
     """Run ``net`` bit-accurately (the work of :meth:`Network.run`, arguments validated)."""
     dps = resolve_datapaths(net, datapath)
@@ -290,7 +312,7 @@ def run_network(
     ref = net.forward_float(x)
     cal_in = x if calibration is None else calibration
     cal = ref if calibration is None else net.forward_float(calibration)
-    fmts = _tensor_formats(net, dps, default)
+    fmts = _tensor_formats(net, dps, default, scaling)
     in_fmt = fmts[""] if float(np.min(cal_in)) >= 0 else signed_format(fmts[""])
     in_scale = scale_of(cal_in, in_fmt)
     in_raw, in_clipped = in_fmt.from_float_counted(x / in_scale)
@@ -317,6 +339,7 @@ def run_network(
             level=level,
             hardware=hardware,
             requant=requant,
+            scaling=scaling,
         )
         step = node.run_int([acts[s] for s in srcs], ctx)
         acts[node.name] = step.act
@@ -333,8 +356,12 @@ def run_network(
         row["shape"] = "x".join(str(v) for v in refv.shape[1:])
         rows.append(finish_row(row, step.counts, clipped, refv, value, t0))
         totals = totals + step.counts
+    table = add_rates(frame(rows), len(x))
+    lines = range_warnings(table)
+    if lines:
+        warnings.warn(f"network {net.name!r}:\n" + "\n".join(lines), RangeWarning, stacklevel=3)
     return NetworkResult(
-        table=frame(rows),
+        table=table,
         totals=totals,
         output=y_final,
         output_raw=out_raw,

@@ -310,16 +310,16 @@ def energy_table_dict(
         Counts of ``prim_add`` (W = 8, 32), ``prim_mul`` (W = 8, 16) and the ShiftCNN selector
         (``shift_select``); synthesised when None.
     base : dict, optional
-        A table dict to take the memory entries (``sram``, ``dram``) from; by default the
-        45 nm figures of Horowitz (ISSCC 2014).
+        A table dict (``EnergyTable.to_dict()`` layout) to take the memory and wire entries
+        (``storage``, ``dram``, ``multicast``) from; by default the package's default table.
     anchor_multiply_pj : float, default 0.2
         Energy of the 8-bit multiply that fixes the energy per transistor.
 
     Returns
     -------
     dict
-        ``name``, ``add``, ``multiply``, ``sram``, ``dram``, ``select`` (and ``synthesis``:
-        the counts it was scaled from).
+        ``name``, ``add``, ``multiply``, ``storage``, ``dram``, ``multicast``, ``select`` (per
+        bit of the selected word) and ``synthesis`` (the counts it was scaled from).
     """
     if not anchor_multiply_pj > 0:
         raise ValueError(f"anchor_multiply_pj must be > 0, got {anchor_multiply_pj!r}")
@@ -331,10 +331,10 @@ def energy_table_dict(
         raise ValueError(f"results must include the primitives {missing}")
     per_t = anchor_multiply_pj / by_label["mul8"].transistors
     if base is None:
-        base = {
-            "sram": {"access_bits": 64, "bytes": [8192, 32768, 1048576], "pj": [10.0, 20.0, 100.0]},
-            "dram": {"access_bits": 64, "pj": 1950.0},
-        }
+        from shiftsim.energy import EnergyTable
+
+        base = EnergyTable.default().to_dict()
+    select = next(d for d in _PRIMITIVE_DESIGNS if d.label == "select")
     return {
         "name": f"Yosys stat -tech cmos transistor counts, {per_t * 1000:.4f} fJ per transistor "
         f"(8-bit multiply = {anchor_multiply_pj} pJ)",
@@ -346,9 +346,10 @@ def energy_table_dict(
             "bits": [8, 16],
             "pj": [anchor_multiply_pj, by_label["mul16"].transistors * per_t],
         },
-        "sram": dict(base["sram"]),
+        "storage": dict(base["storage"]),
         "dram": dict(base["dram"]),
-        "select": {"pj": by_label["select"].transistors * per_t},
+        "multicast": dict(base.get("multicast", {"pj_per_bit": 0.0})),
+        "select": {"pj_per_bit": by_label["select"].transistors * per_t / select.params["RW"]},
         "synthesis": {label: r.transistors for label, r in by_label.items()},
     }
 

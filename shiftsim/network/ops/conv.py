@@ -27,7 +27,7 @@ from shiftsim.counts import Counts
 from shiftsim.datapath.base import Datapath
 from shiftsim.formats import as_float_array
 from shiftsim.layers import Conv2d, Linear
-from shiftsim.network.activations import Act, act_format, weight_gain, with_signed_input
+from shiftsim.network.activations import Act, weight_gain, with_signed_input
 from shiftsim.network.node import Node, register
 from shiftsim.network.runner import Step, StepContext, datapath_label
 
@@ -92,7 +92,7 @@ def _run_layer(
     clipped = mults = 0
     if a.fmt.signed:
         dp = with_signed_input(dp)
-    want = act_format(dp)
+    want = ctx.input_format(dp)
     if a.fmt.signed and not want.signed:  # a datapath that cannot take signed inputs
         raise ValueError(f"layer {node.name!r}: {datapath_label(dp)} takes no signed inputs")
     a, clipped, mults = ctx.to_format(a, want)

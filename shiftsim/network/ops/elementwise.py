@@ -43,6 +43,7 @@ class Relu(Node):
     """``max(x, 0)``: exact; an unsigned input passes unchanged (the ReLU was fused)."""
 
     op: ClassVar[str] = "relu"
+    onnx_types: ClassVar[tuple[str, ...]] = ("Relu",)
     fuses_into_producer: ClassVar[bool] = True
 
     def infer_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
@@ -197,6 +198,7 @@ class Neg(Node):
     """``-x``: exact, in the signed counterpart of the input format."""
 
     op: ClassVar[str] = "neg"
+    onnx_types: ClassVar[tuple[str, ...]] = ("Neg",)
 
     def infer_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
         return shapes[0]

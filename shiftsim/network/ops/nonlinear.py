@@ -52,6 +52,7 @@ class Sigmoid(FloatOp):
     """``1 / (1 + exp(-x))``."""
 
     op: ClassVar[str] = "sigmoid"
+    onnx_types: ClassVar[tuple[str, ...]] = ("Sigmoid",)
 
     def forward(self, args: list[NDArray[np.float64]]) -> NDArray[np.float64]:
         x = args[0]
@@ -64,6 +65,7 @@ class Tanh(FloatOp):
     """``tanh(x)``."""
 
     op: ClassVar[str] = "tanh"
+    onnx_types: ClassVar[tuple[str, ...]] = ("Tanh",)
 
     def forward(self, args: list[NDArray[np.float64]]) -> NDArray[np.float64]:
         return np.tanh(args[0])
@@ -89,6 +91,7 @@ class HardSwish(FloatOp):
     """``x * clip(x / 6 + 1 / 2, 0, 1)``."""
 
     op: ClassVar[str] = "hard_swish"
+    onnx_types: ClassVar[tuple[str, ...]] = ("HardSwish",)
 
     def forward(self, args: list[NDArray[np.float64]]) -> NDArray[np.float64]:
         x = args[0]
