@@ -53,7 +53,8 @@ def test_issue9_int16_boundary_reproducer_returns():
 @pytest.mark.parametrize(
     ("dtype", "x_max", "group"),
     [
-        (np.int16, 0, 32768),
+        (np.int16, 0, 32767),  # capped: a count the kernels' int64 arguments hold
+        (np.int64, 0, (1 << 63) - 1),  # all-zero input: 2**63 before the cap (OverflowError)
         (np.int16, 1, 16384),
         (np.int16, 32766, 1),
         (np.int16, 32767, 1),  # the hang: 32767 // 32768 == 0 before the fix
@@ -64,9 +65,25 @@ def test_issue9_int16_boundary_reproducer_returns():
 )
 def test_partial_group_is_the_largest_exact_group(dtype, x_max, group):
     assert partial_group(dtype, x_max) == group
-    # by definition: group terms in [-(x_max + 1), x_max] fit, group + 1 do not
+    # by definition: group terms in [-(x_max + 1), x_max] fit, group + 1 do not (or the cap)
     half = 1 << (np.iinfo(dtype).bits - 1)
-    assert group * (x_max + 1) <= half < (group + 1) * (x_max + 1)
+    assert group * (x_max + 1) <= half
+    assert group == half - 1 or half < (group + 1) * (x_max + 1)
+
+
+def test_all_zero_input_with_a_wide_bias_runs():
+    # found by hypothesis: x = 0 with |bias| = 2**31 takes the int64 path, whose partial group
+    # was 2**63 // 1, too big for the kernel's int64 argument (OverflowError)
+    dp = ShiftAddDatapath(n_codebooks=1, bits=2, act=FixedFormat(1, 0, signed=False), acc_bits=33)
+    code = ShiftCode(
+        index=np.ones((1, 1, 1), np.int8), scale=np.float64(1.0), n_codebooks=1, bits=2
+    )
+    layer = Linear(1, 1)
+    x, bias = np.zeros((1, 1), np.int64), np.array([1 << 31])
+    gold = dp.run(layer, code, x, bias, level="golden")
+    fast = dp.run(layer, code, x, bias)
+    assert_same(fast, gold)
+    assert fast.y_raw.tolist() == [[1 << 31]]
 
 
 @pytest.mark.parametrize(

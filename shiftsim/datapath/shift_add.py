@@ -394,7 +394,9 @@ def partial_group(dtype: type[np.signedinteger[Any]], x_max: int) -> int:
     A term lies in ``[-(x_max + 1), x_max]`` (``x_max = max|xs|``; the short-row adders add
     ``v ^ -1 = -v - 1`` for a negative term), so ``g`` terms are exact in a ``k``-bit register
     when ``g * (x_max + 1) <= 2**(k-1)`` (then also ``g * x_max <= 2**(k-1) - 1``):
-    ``g = 2**(k-1) // (x_max + 1)``, at least 1 whenever ``x_max < 2**(k-1)``.
+    ``g = 2**(k-1) // (x_max + 1)``, at least 1 whenever ``x_max < 2**(k-1)``, and at most
+    ``2**(k-1) - 1`` (fewer terms per partial sum are always exact, and the count itself must fit
+    the kernels' int64 arguments: all-zero inputs would otherwise ask for ``2**63`` terms).
 
     Raises
     ------
@@ -405,7 +407,7 @@ def partial_group(dtype: type[np.signedinteger[Any]], x_max: int) -> int:
     half = int(np.iinfo(dtype).max) + 1
     if not 0 <= x_max < half:
         raise ValueError(f"x_max must be in [0, {half}) for {np.dtype(dtype).name}, got {x_max}")
-    return half // (x_max + 1)
+    return min(half // (x_max + 1), half - 1)
 
 
 def shift_add_conv(
