@@ -20,6 +20,7 @@ distinct constant), the sign applied to the integer, and ``b`` added as the inte
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -134,10 +135,7 @@ class Max(_Combine):
     arity: ClassVar[int | None] = None
 
     def combine(self, xs: list[NDArray[Any]]) -> NDArray[Any]:
-        out = xs[0]
-        for x in xs[1:]:
-            out = np.maximum(out, x)
-        return out
+        return functools.reduce(np.maximum, xs)
 
 
 @register
@@ -148,10 +146,7 @@ class Min(Max):
     op: ClassVar[str] = "min"
 
     def combine(self, xs: list[NDArray[Any]]) -> NDArray[Any]:
-        out = xs[0]
-        for x in xs[1:]:
-            out = np.minimum(out, x)
-        return out
+        return functools.reduce(np.minimum, xs)
 
 
 @register
