@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -72,9 +72,10 @@ from shiftsim.datapath.base import (
     to_nchw_int64,
 )
 from shiftsim.datapath.hardware_desc import HardwareDesc, log_desc
+from shiftsim.datapath.log_gemm import LinearWeights, linear_gemm, log_linear_plan, plan_channels
+from shiftsim.datapath.weight_cache import immutable, weight_store
 from shiftsim.formats import FixedFormat, LogFormat, Overflow, check_int
 from shiftsim.kernels import log_domain as kern
-from shiftsim.kernels.conv import FLOAT64_EXACT, columns, gemm
 from shiftsim.layers import Conv2d, Linear
 from shiftsim.quantize import LogCode, quantize_log
 from shiftsim.reference.golden_log import conv_log_golden
@@ -115,6 +116,9 @@ class LogOperands:
         Activation exponents (``e_min`` where the sign is 0) and signs.
     bias_raw : ndarray of int64, shape (Co,), or None
         Bias in accumulator units.
+    weight_store : dict
+        What the functional run derives from the weights alone; kept across runs with an
+        immutable weight code (:func:`~shiftsim.datapath.weight_cache.weight_store`).
     """
 
     w_exp: NDArray[np.int64]
@@ -122,6 +126,7 @@ class LogOperands:
     x_exp: NDArray[np.int64]
     x_sign: NDArray[np.int64]
     bias_raw: NDArray[np.int64] | None
+    weight_store: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -257,8 +262,10 @@ class LogDatapath(Datapath):
         """Quantize float weights and activations with :func:`~shiftsim.quantize.quantize_log`.
 
         No scale is applied: the formats' ``fsr`` places the codes (``LayerResult.scale`` is
-        1). The bias is rounded to the output format. ``Prepared.clipped`` counts the values
-        clipped to the largest code (at or above the rounding boundary above it).
+        1). The weight code's arrays are immutable, so that runs can keep what they derive
+        from them (:mod:`shiftsim.datapath.weight_cache`). The bias is rounded to the output
+        format. ``Prepared.clipped`` counts the values clipped to the largest code (at or above
+        the rounding boundary above it).
         """
         w_arr, x_arr, b_arr = float_operands(layer, w, x, bias)
         w_code = quantize_log(w_arr, self.weight.bits, self.weight.fsr, self.weight.base,
@@ -269,6 +276,8 @@ class LogDatapath(Datapath):
         if b_arr is not None:
             bias_raw, n_over = self.out_format.from_float_counted(b_arr)
             clipped += n_over
+        # immutable: a run keeps what it derives from these weights with the code
+        w_code = LogCode(immutable(w_code.exponent), immutable(w_code.sign), w_code.format)
         return Prepared(
             code=w_code,
             x_in=x_code,
@@ -294,16 +303,21 @@ class LogDatapath(Datapath):
             -1/0/+1 (0/+1 for unsigned), an exponent lies outside its format, or the bias is
             outside the output format.
         """
-        w_exp, w_sign = _check_code("w_code", code, self.weight, layer.weight_shape)
+        arrays = (getattr(code, "exponent", None), getattr(code, "sign", None))
+        store = weight_store(code, arrays, ("log", layer, self))
+        if "w" not in store:  # validated once per immutable code (every run otherwise)
+            w_exp, w_sign = _check_code("w_code", code, self.weight, layer.weight_shape)
+            store["w"] = (to_nchw_int64(layer, w_exp), to_nchw_int64(layer, w_sign))
         x_exp, x_sign = _check_code("x_code", x, self.act, None)
         layer.check_input_shape(x_exp.shape, "x_code")
         bias = check_bias_raw(layer, bias_raw, self.out_format)
         return LogOperands(
-            w_exp=to_nchw_int64(layer, w_exp),
-            w_sign=to_nchw_int64(layer, w_sign),
+            w_exp=store["w"][0],
+            w_sign=store["w"][1],
             x_exp=to_nchw_int64(layer, x_exp),
             x_sign=to_nchw_int64(layer, x_sign),
             bias_raw=bias,
+            weight_store=store,
         )
 
     # -- the two models -------------------------------------------------------------------
@@ -312,8 +326,8 @@ class LogDatapath(Datapath):
         """Exact BLAS products where :func:`log_linear_plan` allows; the numba kernel elsewhere.
 
         Linear accumulation with base 2 or base sqrt(2) in split mode takes the exact-GEMM
-        path (:func:`_linear_gemm`) for the channels whose bound proves that no register
-        overflows; every other channel (and every other mode) runs
+        path (:func:`~shiftsim.datapath.log_gemm.linear_gemm`) for the channels whose bound
+        proves that no register overflows; every other channel (and every other mode) runs
         :func:`shiftsim.kernels.log_domain.conv_log`.
         """
         conv = layer.as_conv()
@@ -323,17 +337,20 @@ class LogDatapath(Datapath):
         has_bias = op.bias_raw is not None
         bias = np.zeros(conv.out_channels, np.int64) if op.bias_raw is None else op.bias_raw
         x_exp = op.x_exp * (self.k // self.act.k)
-        w_exp = op.w_exp * (self.k // self.weight.k)
+        w_exp = op.weight_store.get("w_exp")
+        if w_exp is None:
+            w_exp = op.weight_store["w_exp"] = op.w_exp * (self.k // self.weight.k)
         totals = np.zeros(kern.N_EVENTS, dtype=np.int64)
         rest = np.arange(conv.out_channels, dtype=np.int64)
         if self.accumulate == "linear" and (self.k == 1 or self.sqrt2_mode == "split"):
-            safe = log_linear_plan(
-                x_exp, op.x_sign, w_exp, op.w_sign, bias,
-                k=self.k, frac_bits=self.acc_frac_bits, acc_bits=self.acc_bits,
-            )  # fmt: skip
+            weights = op.weight_store.get("linear")
+            if weights is None:
+                weights = LinearWeights(w_exp, op.w_sign, self.k, self.acc_frac_bits, conv.groups)
+                op.weight_store["linear"] = weights
+            safe, total = plan_channels(weights, x_exp, op.x_sign, bias, self.acc_bits)
             if safe.any():
-                totals += self._linear_gemm(conv, x_exp, op.x_sign, w_exp, op.w_sign, bias,
-                                            np.flatnonzero(safe), out)  # fmt: skip
+                totals += self._linear_gemm(conv, weights, x_exp, op.x_sign, bias, safe, total,
+                                            out)  # fmt: skip
             rest = np.flatnonzero(~safe).astype(np.int64)
         if self.accumulate == "log":
             p_shift = self.log_frac_bits - (self.k - 1)
@@ -377,70 +394,33 @@ class LogDatapath(Datapath):
     def _linear_gemm(
         self,
         conv: Conv2d,
+        weights: LinearWeights,
         x_exp: NDArray[np.int64],
         x_sign: NDArray[np.int64],
-        w_exp: NDArray[np.int64],
-        w_sign: NDArray[np.int64],
         bias: NDArray[np.int64],
-        channels: NDArray[np.int64],
+        safe: NDArray[np.bool_],
+        total: list[int],
         out: NDArray[np.int64],
     ) -> NDArray[np.int64]:
-        """Linear accumulation of the listed channels as exact products; return the events.
+        """Linear accumulation of the ``safe`` channels as exact products; return the events.
 
-        With ``x = 2*a + px`` and ``w = 2*b + pw`` (k = 2; k = 1: ``a = x``, ``b = w``) the
-        term's shift is ``floor(p/k) + F = a + (b + F) + (px & pw)`` and its register is the
-        odd one when ``px != pw``: the even register is ``[W_b | 2 W_b] @ [X_0; X_1]`` and the
-        odd one ``[W_b | W_b] @ [X_0; X_1]`` (``X_i = ±2**a`` where ``px == i``, the weight
-        halves masked by ``pw``), base 2 just ``W @ X``. Terms with a negative shift floor to
-        0: :func:`_pow2_products` drops them exactly. :func:`log_linear_plan` has proved that
-        no register overflows and that every product is exact in float64; the split mode's
-        final ``acc + floor(acc_odd * c)`` is fitted and counted here.
+        :func:`~shiftsim.datapath.log_gemm.linear_gemm` computes the registers (the plan has
+        proved that none overflows); the split mode's final ``acc + floor(acc_odd * c)`` is
+        fitted and counted here.
         """
-        k, n_b = self.k, x_exp.shape[0]
+        channels = np.flatnonzero(safe).astype(np.int64)
         out_hw = conv.output_hw(*x_exp.shape[2:])
-        geometry = conv_geometry(conv)
-        nz = x_sign != 0
-        a = x_exp >> (k - 1)
-        a_lo = int(a[nz].min()) if nz.any() else 0
-        span = int(a[nz].max()) - a_lo if nz.any() else 0
-        x_val = np.where(nz, np.ldexp(x_sign.astype(np.float64), np.where(nz, a - a_lo, 0)), 0.0)
-        if k == 1:
-            parts = [x_val]
-        else:
-            odd_x = (x_exp & 1) == 1
-            parts = [np.where(odd_x, 0.0, x_val), np.where(odd_x, x_val, 0.0)]
-        cols = np.concatenate(
-            [columns(v, geometry, conv.kernel_size, out_hw) for v in parts], axis=1
-        )
-        n_co = w_exp.shape[0]
-        b = ((w_exp >> (k - 1)) + self.acc_frac_bits + a_lo).reshape(n_co, -1)
-        ws = w_sign.reshape(n_co, -1)
-        if k == 1:
-            acc = _pow2_products(cols, span, b, ws, channels, n_b, out_hw)
-            acc_odd = None
-        else:
-            pw = (w_exp & 1).reshape(n_co, -1) == 1
-            w_even, w_odd = np.where(pw, 0, ws), np.where(pw, ws, 0)
-            acc = _pow2_products(cols, span, np.hstack([b, b + 1]), np.hstack([w_even, w_odd]),
-                                 channels, n_b, out_hw)  # fmt: skip
-            acc_odd = _pow2_products(cols, span, np.hstack([b, b]), np.hstack([w_odd, w_even]),
-                                     channels, n_b, out_hw)  # fmt: skip
-        acc = acc[:, channels] + bias[channels, None, None]
+        acc, acc_odd, t_nz = linear_gemm(weights, x_exp, x_sign, total, channels,
+                                         conv_geometry(conv), conv.kernel_size, out_hw)  # fmt: skip
+        acc += bias[channels, None, None]
         totals = np.zeros(kern.N_EVENTS, dtype=np.int64)
         n_out = acc.size
         if acc_odd is not None:  # split: acc = OVF(acc + floor(acc_odd * c)), counted
-            v = acc + ((acc_odd[:, channels] * self.sqrt2_const) >> self.sqrt2_frac_bits)
+            v = acc + ((acc_odd * self.sqrt2_const) >> self.sqrt2_frac_bits)
             acc = _fit(v, self.acc_bits, self.overflow)
             totals[kern.EV_OVERFLOWS] = int(np.count_nonzero(acc != v))
             totals[kern.EV_MULTIPLIES] = n_out
         out[:, channels] = acc
-        # T_nz: nonzero weights times the nonzero inputs each one meets
-        nzc = np.count_nonzero(cols, axis=2)
-        if k == 2:
-            nzc = nzc[:, : ws.shape[1]] + nzc[:, ws.shape[1] :]
-        groups = cols.shape[0]
-        rows = (ws[channels] != 0).astype(np.int64) * nzc[channels // (n_co // groups)]
-        t_nz = int(rows.sum())
         extra = n_out if acc_odd is not None else 0
         for ev in (kern.EV_EXPONENT_ADDS, kern.EV_SHIFT_OPS):
             totals[ev] = t_nz
@@ -477,105 +457,6 @@ class LogDatapath(Datapath):
             progress=progress,
         )
         return self._layer_result(layer, y, 1.0, Counts(**events))
-
-
-#: Largest spread of the activations' exponents the exact-GEMM path takes (float64 range).
-_MAX_EXP_SPAN = 900
-#: Most classes of weight exponents needing a floor-to-0 mask before a channel falls back.
-_MAX_MASKED = 4
-
-
-def log_linear_plan(
-    x_exp: NDArray[np.int64],
-    x_sign: NDArray[np.int64],
-    w_exp: NDArray[np.int64],
-    w_sign: NDArray[np.int64],
-    bias: NDArray[np.int64],
-    *,
-    k: int,
-    frac_bits: int,
-    acc_bits: int,
-) -> NDArray[np.bool_]:
-    """Which output channels the linear-accumulation exact-GEMM path may compute.
-
-    Exponents in units of ``1/k`` (base-2 operands already doubled when ``k == 2``). A term of
-    channel ``co`` at tap ``t`` is at most ``2**m_t``, ``m_t = floor((max e_x + e_w[t]) / k) + F``
-    (0 when ``m_t < 0``), so no partial sum of either register exceeds
-    ``S = sum over nonzero weights of 2**m_t`` in magnitude. The channel qualifies when
-    ``|bias| + S <= 2**(acc_bits-1) - 1`` (no register can overflow: WRAP and SAT equal the
-    plain sum) and ``S <= 2**53`` (the float64 products are exact). Channels whose terms may
-    floor to 0 through more than a few distinct weight exponents stay with the kernel too,
-    as do all channels when the activations' exponents span more than float64 can scale.
-    """
-    n_co = w_exp.shape[0]
-    nz = x_sign != 0
-    if not nz.any():
-        return np.abs(bias) <= (1 << (acc_bits - 1)) - 1
-    xe_max = int(x_exp[nz].max())
-    a = x_exp[nz] >> (k - 1)
-    a_lo, span = int(a.min()), int(a.max()) - int(a.min())
-    if span > _MAX_EXP_SPAN:
-        return np.zeros(n_co, dtype=bool)
-    w_nz = (w_sign != 0).reshape(n_co, -1)
-    m = (((xe_max + w_exp) >> (k - 1)) + frac_bits).reshape(n_co, -1)
-    # count the terms of each shift 0..63 per channel (one pass), then sum 2**m exactly
-    counted = w_nz & (m >= 0)
-    slot = np.where(counted, m + 64 * np.arange(n_co)[:, None], 64 * n_co)
-    hist = np.bincount(slot.ravel(), minlength=64 * n_co + 1)[:-1].reshape(n_co, 64)
-    if hist.max(initial=0) * 2 <= 1 << (62 - int(np.flatnonzero(hist.any(axis=0)).max(initial=0))):
-        total = (hist << np.arange(64, dtype=np.int64)).sum(axis=1)  # every sum below 2**63
-    else:  # Python ints
-        powers = np.array([1 << v for v in range(64)], dtype=object)
-        total = (hist.astype(object) * powers).sum(axis=1)
-    limit = (1 << (acc_bits - 1)) - 1
-    safe = np.array(
-        [abs(int(bb)) + int(t) <= limit and int(t) <= FLOAT64_EXACT
-         for bb, t in zip(bias.tolist(), total.tolist())],
-        dtype=bool,
-    )  # fmt: skip
-    # weight exponent classes (in X's scale 2**(e_x - a_lo)) whose terms partly floor to 0
-    b = ((w_exp >> (k - 1)) + frac_bits + a_lo).reshape(n_co, -1)
-    classes = [b] if k == 1 else [b, b + ((w_exp & 1).reshape(n_co, -1) == 1)]
-    masked_any = np.zeros(n_co, dtype=bool)
-    found: set[int] = set()
-    for e in classes:
-        if int(e.min(initial=0)) >= 0:  # nothing floors to 0: the common case
-            continue
-        partial = w_nz & (e < 0) & (e >= -span)
-        masked_any |= partial.any(axis=1)
-        found.update(np.unique(e[partial & safe[:, None]]).tolist())
-    if len(found) > _MAX_MASKED:
-        safe &= ~masked_any
-    return safe
-
-
-def _pow2_products(
-    cols: NDArray[np.float64],
-    span: int,
-    e: NDArray[np.int64],
-    sign: NDArray[np.int64],
-    channels: NDArray[np.int64],
-    n_b: int,
-    out_hw: tuple[int, int],
-) -> NDArray[np.int64]:
-    """``sum_t sign_t * floor(2**(a + e_t))`` per output, exactly (caller proved the bound).
-
-    ``cols`` holds ``±2**a`` (``0 <= a <= span``) or 0. A weight class ``e >= 0`` never
-    floors; one with ``e < -span`` always floors to 0; each class in between is one product
-    with the columns below ``2**-e`` masked out.
-    """
-    if int(e.min(initial=0)) >= 0:  # no term floors: one product, no masks
-        return gemm(np.ldexp(sign.astype(np.float64), e), cols, channels, n_b, out_hw).astype(
-            np.int64
-        )
-    keep = (sign != 0) & (e >= -span)
-    w_pow = np.ldexp(sign.astype(np.float64), np.where(keep, e, 0))
-    y = gemm(np.where(keep & (e >= 0), w_pow, 0.0), cols, channels, n_b, out_hw)
-    mags = np.abs(cols)
-    for v in np.unique(e[channels][keep[channels] & (e[channels] < 0)]).tolist():
-        masked = np.where(mags >= np.ldexp(1.0, -v), cols, 0.0)
-        y += gemm(np.where(keep & (e == v), w_pow, 0.0), masked, channels, n_b, out_hw)
-    return y.astype(np.int64)
 
 
 def _fit(v: NDArray[np.int64], bits: int, overflow: Overflow) -> NDArray[np.int64]:

@@ -39,6 +39,7 @@ from shiftsim.datapath.base import (
     to_nchw_int64,
 )
 from shiftsim.datapath.hardware_desc import HardwareDesc, mac_desc
+from shiftsim.datapath.weight_cache import immutable, weight_store
 from shiftsim.formats import FixedFormat, Overflow, check_int
 from shiftsim.kernels.conv import FLOAT32_EXACT, FLOAT64_EXACT, columns, gemm
 from shiftsim.kernels.mac import conv_mac
@@ -46,7 +47,7 @@ from shiftsim.layers import Conv2d, Linear
 from shiftsim.quantize import LinearCode, check_scale
 from shiftsim.reference.golden_mac import conv_mac_golden
 
-__all__ = ["FixedMacDatapath", "MacCode", "MacOperands", "MacPlan", "mac_plan"]
+__all__ = ["FixedMacDatapath", "MacCode", "MacOperands", "MacPlan", "MacWeights", "mac_plan"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,12 +82,16 @@ class MacOperands:
     bias_raw : ndarray of int64, shape (Co,), or None
     scale : float
         Weight scale, carried to ``LayerResult.scale``.
+    weights : MacWeights or None
+        What the functional run derives from the weights alone (kept across runs with an
+        immutable weight code, :mod:`shiftsim.datapath.weight_cache`); None: built per run.
     """
 
     w_raw: NDArray[np.int64]
     x_raw: NDArray[np.int64]
     bias_raw: NDArray[np.int64] | None
     scale: float
+    weights: MacWeights | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,7 +172,8 @@ class FixedMacDatapath(Datapath):
         if b_arr is not None:
             bias_raw, n_b = self.out_format.from_float_counted(b_arr.astype(np.float64) / scale)
         return Prepared(
-            code=MacCode(raw=w_raw, scale=scale),
+            code=MacCode(raw=immutable(w_raw), scale=scale),  # immutable: runs keep what
+            # they derive from it (shiftsim.datapath.weight_cache)
             x_in=x_raw,
             w_deq=w_deq,
             x_deq=self.act.to_float(x_raw),
@@ -192,15 +198,21 @@ class FixedMacDatapath(Datapath):
             On a wrong shape, raw values outside their formats, a fractional-bit mismatch,
             or operands so large that ``|w*x| * C/groups`` plus the register overflows int64.
         """
-        w_raw, scale = _unpack(code, "code", self.weight)
-        if w_raw.shape != layer.weight_shape:
-            raise ValueError(f"code must have shape {layer.weight_shape}, got {w_raw.shape}")
+        raw = code.raw if isinstance(code, MacCode) else None
+        store = weight_store(code, (raw,), ("mac", layer, self))
+        if "weights" not in store:  # validated once per immutable code (every run otherwise)
+            w_raw, _ = _unpack(code, "code", self.weight)
+            if w_raw.shape != layer.weight_shape:
+                raise ValueError(f"code must have shape {layer.weight_shape}, got {w_raw.shape}")
+            store["weights"] = MacWeights(to_nchw_int64(layer, w_raw))
+        weights: MacWeights = store["weights"]
+        _, scale = _unpack(code, "code", self.weight, check_raw=False)
         if isinstance(x, MacCode):
             raise TypeError("x_raw must be a raw integer array or a LinearCode, got MacCode")
         x_raw, _ = _unpack(x, "x_raw", self.act)
         layer.check_input_shape(x_raw.shape, "x_raw")
         bias = check_bias_raw(layer, bias_raw, FixedFormat(self.acc_bits, 0))
-        w_max = int(np.abs(w_raw).max()) if w_raw.size else 0
+        w_max = weights.w_max
         x_max = int(np.abs(x_raw).max()) if x_raw.size else 0
         cg = layer.as_conv().channels_per_group
         worst = w_max * x_max * cg + (1 << (self.acc_bits - 1))
@@ -210,10 +222,11 @@ class FixedMacDatapath(Datapath):
                 " int64: use narrower weight/act formats"
             )
         return MacOperands(
-            w_raw=to_nchw_int64(layer, w_raw),
+            w_raw=weights.w,
             x_raw=to_nchw_int64(layer, x_raw),
             bias_raw=bias,
             scale=scale,
+            weights=weights,
         )
 
     def _counts(self, layer: Conv2d | Linear, op: MacOperands, overflows: int) -> Counts:
@@ -236,11 +249,13 @@ class FixedMacDatapath(Datapath):
         out_hw = conv.output_hw(*op.x_raw.shape[2:])
         n_co = conv.out_channels
         bias = op.bias_raw if op.bias_raw is not None else np.zeros(n_co, np.int64)
-        plan = mac_plan(op.w_raw, op.x_raw, bias, self.acc_bits)
+        weights = op.weights if op.weights is not None else MacWeights(op.w_raw)
+        x_max = int(np.abs(op.x_raw).max()) if op.x_raw.size else 0
+        plan = weights.plan(x_max, bias, self.acc_bits)
         out = np.zeros((n_b, n_co, *out_hw), dtype=np.int64)
         geometry = conv_geometry(conv)
         if len(plan.gemm):
-            w_mat = op.w_raw.reshape(n_co, -1).astype(plan.dtype)
+            w_mat = weights.matrix(plan.dtype)
             for i, limb in enumerate(plan.limbs(op.x_raw)):
                 cols = columns(limb, geometry, conv.kernel_size, out_hw, plan.dtype)
                 for k0, k1 in itertools.pairwise(plan.chunks):
@@ -267,8 +282,14 @@ class FixedMacDatapath(Datapath):
         return self._layer_result(layer, y, op.scale, Counts(**events))
 
 
-def _unpack(value: Any, name: str, fmt: FixedFormat) -> tuple[NDArray[np.int64], float]:
-    """Raw int64 values (checked against ``fmt``) and scale of a MacCode/LinearCode/array."""
+def _unpack(
+    value: Any, name: str, fmt: FixedFormat, check_raw: bool = True
+) -> tuple[NDArray[np.int64], float]:
+    """Raw int64 values (checked against ``fmt``) and scale of a MacCode/LinearCode/array.
+
+    With ``check_raw=False`` only the type and the scale are checked (raw values returned
+    as given).
+    """
     scale = 1.0
     raw: ArrayLike
     if isinstance(value, MacCode):
@@ -289,6 +310,8 @@ def _unpack(value: Any, name: str, fmt: FixedFormat) -> tuple[NDArray[np.int64],
             f"{name} must be a raw integer array, a LinearCode or a MacCode, got"
             f" {type(value).__name__}"
         )
+    if not check_raw:
+        return np.asarray(raw), scale
     return fmt.check_raw(raw, name), scale
 
 
@@ -368,41 +391,78 @@ def mac_plan(
     below ``2**53``); if more than ``MAX_LIMBS`` limbs would be needed, the channels take the
     checked kernel.
     """
-    n_co = w.shape[0]
     x_max = int(np.abs(x).max()) if x.size else 0
-    w_abs = np.abs(w.reshape(n_co, -1))
-    n_k = w_abs.shape[1]
-    w_max = int(w_abs.max()) if w_abs.size else 0
-    if w_max * max(n_k, 1) <= INT64_MAX:
-        w_sum = [int(v) for v in w_abs.sum(axis=1).tolist()]
-    else:  # Python ints: the sum would overflow int64
-        w_sum = [sum(int(v) for v in row) for row in w_abs.tolist()]
-    limit = 1 << (acc_bits - 1)
-    safe = [abs(int(b)) + x_max * s < limit for b, s in zip(bias.tolist(), w_sum)]
-    flags = np.array(safe, dtype=bool).reshape(n_co)
-    s_max = max((s for s, ok in zip(w_sum, safe) if ok), default=0)
-    dtype: type[np.floating[Any]] = np.float64
-    chunks: tuple[int, ...] = (0, n_k)
-    n_limbs, limb_bits = 1, 53
-    if x_max * s_max <= FLOAT32_EXACT * MAX_CHUNKS and w_max * max(n_k, 1) <= INT64_MAX:
-        chunks32 = _float32_chunks(w_abs[flags], x_max)
-        if chunks32 is not None:
-            dtype, chunks = np.float32, chunks32
-    if dtype is np.float64 and x_max * s_max > FLOAT64_EXACT:
-        limb_bits = 53 - s_max.bit_length()
-        # |top limb| = |x >> (n-1)L| <= ceil(x_max / 2**((n-1)L)) must be < 2**L
-        while limb_bits > 0 and n_limbs <= MAX_LIMBS:
-            if -(-x_max >> ((n_limbs - 1) * limb_bits)) < (1 << limb_bits):
-                break
-            n_limbs += 1
-        if limb_bits <= 0 or n_limbs > MAX_LIMBS:
-            flags[:] = False
-            n_limbs, limb_bits = 1, 53
-    return MacPlan(
-        gemm=np.flatnonzero(flags).astype(np.int64),
-        checked=np.flatnonzero(~flags).astype(np.int64),
-        dtype=dtype,
-        chunks=chunks,
-        n_limbs=n_limbs,
-        limb_bits=limb_bits,
-    )
+    return MacWeights(w).plan(x_max, bias, acc_bits)
+
+
+class MacWeights:
+    """What :func:`mac_plan` and the exact products derive from the weights alone.
+
+    Built once per immutable weight code and kept with it (:mod:`shiftsim.datapath.weight_cache`);
+    the float32 pieces (per ``max|x|``) and the weight matrices (per dtype) are built lazily.
+
+    Parameters
+    ----------
+    w : ndarray of int64, shape (Co, Cg, Kh, Kw)
+        The raw weights, NCHW.
+    """
+
+    def __init__(self, w: NDArray[np.int64]) -> None:
+        self.w = w
+        self.n_co = w.shape[0]
+        self.w_abs = np.abs(w.reshape(self.n_co, -1))
+        self.n_k = self.w_abs.shape[1]
+        self.w_max = int(self.w_abs.max()) if self.w_abs.size else 0
+        self.int64_sums = self.w_max * max(self.n_k, 1) <= INT64_MAX
+        if self.int64_sums:
+            self.w_sum = [int(v) for v in self.w_abs.sum(axis=1).tolist()]
+        else:  # Python ints: the sum would overflow int64
+            self.w_sum = [sum(int(v) for v in row) for row in self.w_abs.tolist()]
+        self._chunks: dict[tuple[int, bytes], tuple[int, ...] | None] = {}
+        self._matrices: dict[Any, NDArray[Any]] = {}
+
+    def matrix(self, dtype: type[np.floating[Any]]) -> NDArray[Any]:
+        """The weights as a ``(Co, Cg*Kh*Kw)`` matrix of ``dtype``."""
+        if dtype not in self._matrices:
+            self._matrices[dtype] = self.w.reshape(self.n_co, -1).astype(dtype)
+        return self._matrices[dtype]
+
+    def float32_chunks(self, flags: NDArray[np.bool_], x_max: int) -> tuple[int, ...] | None:
+        """:func:`_float32_chunks` of the flagged channels (memoized)."""
+        key = (x_max, np.packbits(flags).tobytes())
+        if key not in self._chunks:
+            self._chunks[key] = _float32_chunks(self.w_abs[flags], x_max)
+        return self._chunks[key]
+
+    def plan(self, x_max: int, bias: NDArray[np.int64], acc_bits: int) -> MacPlan:
+        """:func:`mac_plan` for activations of largest magnitude ``x_max``."""
+        n_co, n_k, w_sum = self.n_co, self.n_k, self.w_sum
+        limit = 1 << (acc_bits - 1)
+        safe = [abs(int(b)) + x_max * s < limit for b, s in zip(bias.tolist(), w_sum)]
+        flags = np.array(safe, dtype=bool).reshape(n_co)
+        s_max = max((s for s, ok in zip(w_sum, safe) if ok), default=0)
+        dtype: type[np.floating[Any]] = np.float64
+        chunks: tuple[int, ...] = (0, n_k)
+        n_limbs, limb_bits = 1, 53
+        if x_max * s_max <= FLOAT32_EXACT * MAX_CHUNKS and self.int64_sums:
+            chunks32 = self.float32_chunks(flags, x_max)
+            if chunks32 is not None:
+                dtype, chunks = np.float32, chunks32
+        if dtype is np.float64 and x_max * s_max > FLOAT64_EXACT:
+            limb_bits = 53 - s_max.bit_length()
+            # |top limb| = |x >> (n-1)L| <= ceil(x_max / 2**((n-1)L)) must be < 2**L
+            while limb_bits > 0 and n_limbs <= MAX_LIMBS:
+                if -(-x_max >> ((n_limbs - 1) * limb_bits)) < (1 << limb_bits):
+                    break
+                n_limbs += 1
+            if limb_bits <= 0 or n_limbs > MAX_LIMBS:
+                flags[:] = False
+                n_limbs, limb_bits = 1, 53
+        return MacPlan(
+            gemm=np.flatnonzero(flags).astype(np.int64),
+            checked=np.flatnonzero(~flags).astype(np.int64),
+            dtype=dtype,
+            chunks=chunks,
+            n_limbs=n_limbs,
+            limb_bits=limb_bits,
+        )
