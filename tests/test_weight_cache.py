@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shiftsim.datapath.log_domain import LogDatapath
-from shiftsim.datapath.log_gemm import LinearWeights, float32_rows, plan_channels
+from shiftsim.datapath.log_gemm import LinearWeights, float32_rows, plan_channels, x_range
 from shiftsim.datapath.mac import FixedMacDatapath, MacCode
 from shiftsim.datapath.weight_cache import immutable, is_immutable, weight_store
 from shiftsim.formats import FixedFormat, LogFormat, Overflow
@@ -197,7 +197,8 @@ def test_log_linear_float32_bound(target, shift, f32):
     dp = LogDatapath(act=act, weight=weight, acc_bits=62, acc_frac_bits=60)
     op = dp.check(Linear(n, 1), w, x, None)
     weights = LinearWeights(op.w_exp, op.w_sign, 1, 60, 1)
-    safe, total = plan_channels(weights, op.x_exp, op.x_sign, np.zeros(1, np.int64), 62)
+    xr = x_range(op.x_exp, op.x_sign, 1)
+    safe, total = plan_channels(weights, xr, np.zeros(1, np.int64), 62)
     assert safe.tolist() == [True] and total == [target << shift]
     rows = weights.products(0, 0)
     assert rows.q.tolist() == [min(exps)]

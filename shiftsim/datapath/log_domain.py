@@ -72,7 +72,14 @@ from shiftsim.datapath.base import (
     to_nchw_int64,
 )
 from shiftsim.datapath.hardware_desc import HardwareDesc, log_desc
-from shiftsim.datapath.log_gemm import LinearWeights, linear_gemm, log_linear_plan, plan_channels
+from shiftsim.datapath.log_gemm import (
+    LinearWeights,
+    XRange,
+    linear_gemm,
+    log_linear_plan,
+    plan_channels,
+    x_range,
+)
 from shiftsim.datapath.weight_cache import immutable, weight_store
 from shiftsim.formats import FixedFormat, LogFormat, Overflow, check_int
 from shiftsim.kernels import log_domain as kern
@@ -347,10 +354,11 @@ class LogDatapath(Datapath):
             if weights is None:
                 weights = LinearWeights(w_exp, op.w_sign, self.k, self.acc_frac_bits, conv.groups)
                 op.weight_store["linear"] = weights
-            safe, total = plan_channels(weights, x_exp, op.x_sign, bias, self.acc_bits)
+            xr = x_range(x_exp, op.x_sign, self.k)
+            safe, total = plan_channels(weights, xr, bias, self.acc_bits)
             if safe.any():
-                totals += self._linear_gemm(conv, weights, x_exp, op.x_sign, bias, safe, total,
-                                            out)  # fmt: skip
+                totals += self._linear_gemm(conv, weights, x_exp, op.x_sign, xr, bias, safe,
+                                            total, out)  # fmt: skip
             rest = np.flatnonzero(~safe).astype(np.int64)
         if self.accumulate == "log":
             p_shift = self.log_frac_bits - (self.k - 1)
@@ -397,6 +405,7 @@ class LogDatapath(Datapath):
         weights: LinearWeights,
         x_exp: NDArray[np.int64],
         x_sign: NDArray[np.int64],
+        xr: XRange,
         bias: NDArray[np.int64],
         safe: NDArray[np.bool_],
         total: list[int],
@@ -410,7 +419,7 @@ class LogDatapath(Datapath):
         """
         channels = np.flatnonzero(safe).astype(np.int64)
         out_hw = conv.output_hw(*x_exp.shape[2:])
-        acc, acc_odd, t_nz = linear_gemm(weights, x_exp, x_sign, total, channels,
+        acc, acc_odd, t_nz = linear_gemm(weights, x_exp, x_sign, xr, total, channels,
                                          conv_geometry(conv), conv.kernel_size, out_hw)  # fmt: skip
         acc += bias[channels, None, None]
         totals = np.zeros(kern.N_EVENTS, dtype=np.int64)

@@ -29,9 +29,18 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from shiftsim.kernels.conv import FLOAT32_EXACT, FLOAT64_EXACT, columns
+from shiftsim.kernels.conv import FLOAT32_EXACT, FLOAT64_EXACT, columns, im2col
 
-__all__ = ["LinearWeights", "Pow2Rows", "float32_rows", "linear_gemm", "log_linear_plan"]
+__all__ = [
+    "LinearWeights",
+    "Pow2Rows",
+    "XRange",
+    "float32_rows",
+    "linear_gemm",
+    "log_linear_plan",
+    "plan_channels",
+    "x_range",
+]
 
 #: Largest spread of the activations' exponents the exact-GEMM path takes (float64 range).
 MAX_EXP_SPAN = 900
@@ -41,6 +50,8 @@ MAX_MASKED = 4
 _F32_SPAN = 24
 
 T = TypeVar("T")
+#: ``(max e_x, a_lo, span)`` of the nonzero activations, or None (:func:`x_range`).
+XRange = tuple[int, int, int] | None
 
 
 class LinearWeights:
@@ -187,6 +198,7 @@ class Pow2Rows:
         registers: int,
     ) -> None:
         self.groups, self.channel, self.registers = groups, channel, registers
+        self._blocks: dict[Hashable, list[tuple[int, NDArray[np.bool_], NDArray[Any]]]] = {}
         self.n_rows = e.shape[0]
         self.rows_per_group = self.n_rows // groups
         keep = (sign != 0) & (e >= -span)
@@ -225,16 +237,21 @@ class Pow2Rows:
         ``cols`` is float32 when any row takes float32 (then the spread is at most 24 and
         the values are exact in it), else float64.
         """
-        n = cols.shape[2]
-        y = np.zeros((self.n_rows, n), dtype=np.int64)
         rows32 = np.flatnonzero(rows_on & f32_rows)
         rows64 = np.flatnonzero(rows_on & ~f32_rows)
-        if len(rows32):
-            part = self._matmul(self.w32, cols, rows32)
-            y[rows32] = part.astype(np.int64) << self.q[rows32, None]
-        if len(rows64):
-            c64 = cols if cols.dtype == np.float64 else cols.astype(np.float64)
-            y[rows64] = self._matmul(self.w64, c64, rows64).astype(np.int64)
+        if len(rows32) == self.n_rows:  # the common case: one float32 product, no copies
+            y = self._matmul(self.w32, cols, rows32).astype(np.int64)
+            y <<= self.q[:, None]
+        elif len(rows64) == self.n_rows:
+            y = self._matmul(self.w64, cols, rows64).astype(np.int64)
+        else:
+            y = np.zeros((self.n_rows, cols.shape[2]), dtype=np.int64)
+            if len(rows32):
+                part = self._matmul(self.w32, cols, rows32).astype(np.int64)
+                y[rows32] = part << self.q[rows32, None]
+            if len(rows64):
+                c64 = cols if cols.dtype == np.float64 else cols.astype(np.float64)
+                y[rows64] = self._matmul(self.w64, c64, rows64).astype(np.int64)
         for v, g, rows, taps, w in self.classes:
             on = rows_on[rows]
             if not on.any():
@@ -245,17 +262,27 @@ class Pow2Rows:
         return y
 
     def _matmul(self, w: NDArray[Any], cols: NDArray[Any], rows: NDArray[np.int64]) -> NDArray[Any]:
-        w = w.astype(cols.dtype, copy=False)
         if len(rows) == self.n_rows:  # every row: one (batched) product
-            grouped = w.reshape(self.groups, self.rows_per_group, -1)
+            grouped = w.astype(cols.dtype, copy=False).reshape(self.groups, self.rows_per_group, -1)
             out: NDArray[Any] = np.matmul(grouped, cols).reshape(self.n_rows, -1)
             return out
         out = np.empty((len(rows), cols.shape[2]), dtype=cols.dtype)
-        group = rows // self.rows_per_group
-        for g in np.unique(group).tolist():
-            sel = group == g
-            out[sel] = w[rows[sel]] @ cols[g]
+        for g, sel, w_sub in self._row_blocks(w, cols.dtype, rows):
+            out[sel] = w_sub @ cols[g]
         return out
+
+    def _row_blocks(
+        self, w: NDArray[Any], dtype: Any, rows: NDArray[np.int64]
+    ) -> list[tuple[int, NDArray[np.bool_], NDArray[Any]]]:
+        """Per group: which of ``rows`` lie in it and their weights (kept per row set)."""
+        key = (w is self.w32, np.dtype(dtype).char, rows.tobytes())
+        if key not in self._blocks:
+            group = rows // self.rows_per_group
+            self._blocks[key] = [
+                (g, group == g, w[rows[group == g]].astype(dtype))
+                for g in np.unique(group).tolist()
+            ]
+        return self._blocks[key]
 
 
 def log_linear_plan(
@@ -282,32 +309,30 @@ def log_linear_plan(
     too, as do all channels when the activations' exponents span more than float64 can scale.
     """
     weights = LinearWeights(w_exp, w_sign, k, frac_bits, groups)
-    return plan_channels(weights, x_exp, x_sign, bias, acc_bits)[0]
+    return plan_channels(weights, x_range(x_exp, x_sign, k), bias, acc_bits)[0]
 
 
-def _x_range(x_exp: NDArray[np.int64], x_sign: NDArray[np.int64], k: int) -> tuple[int, int, int]:
-    """``(max e_x, a_lo, span)`` over the nonzero activations (all 0 when there are none)."""
+def x_range(x_exp: NDArray[np.int64], x_sign: NDArray[np.int64], k: int) -> XRange:
+    """``(max e_x, a_lo, span)`` over the nonzero activations (None when there are none)."""
     nz = x_sign != 0
     if not nz.any():
-        return 0, 0, 0
-    e = x_exp[nz]
-    lo, hi = int(e.min()), int(e.max())
+        return None
+    # masked extremes without masked reductions: (x - ref) * nz is 0 where the sign is 0
+    ref = int(x_exp.min())
+    hi = ref + int(((x_exp - ref) * nz).max())
+    lo = hi - int(((hi - x_exp) * nz).max())
     return hi, lo >> (k - 1), (hi >> (k - 1)) - (lo >> (k - 1))
 
 
 def plan_channels(
-    weights: LinearWeights,
-    x_exp: NDArray[np.int64],
-    x_sign: NDArray[np.int64],
-    bias: NDArray[np.int64],
-    acc_bits: int,
+    weights: LinearWeights, xr: XRange, bias: NDArray[np.int64], acc_bits: int
 ) -> tuple[NDArray[np.bool_], list[int]]:
-    """:func:`log_linear_plan` on prepared weights; also return ``S`` per channel."""
+    """:func:`log_linear_plan` on prepared weights and :func:`x_range`; also return ``S``."""
     limit = (1 << (acc_bits - 1)) - 1
     n_co = weights.n_co
-    if not (x_sign != 0).any():
+    if xr is None:
         return np.abs(bias) <= limit, [0] * n_co
-    xe_max, a_lo, span = _x_range(x_exp, x_sign, weights.k)
+    xe_max, a_lo, span = xr
     if span > MAX_EXP_SPAN:
         return np.zeros(n_co, dtype=bool), [0] * n_co
     total = weights.totals(xe_max)
@@ -337,6 +362,7 @@ def linear_gemm(
     weights: LinearWeights,
     x_exp: NDArray[np.int64],
     x_sign: NDArray[np.int64],
+    xr: XRange,
     total: list[int],
     channels: NDArray[np.int64],
     geometry: tuple[int, int, int, int, int, int, int],
@@ -355,14 +381,15 @@ def linear_gemm(
         Terms with both operands nonzero over the listed channels.
     """
     k, n_b = weights.k, x_exp.shape[0]
-    _, a_lo, span = _x_range(x_exp, x_sign, k)
+    _, a_lo, span = (0, 0, 0) if xr is None else xr
     rows = weights.products(a_lo, span)
     on = np.zeros(weights.n_co, dtype=bool)
     on[channels] = True
     rows_on = on[rows.channel]
     f32_rows = float32_rows(rows, total, span)
-    if weights.groups > 1 and (rows_on & f32_rows).any() and (rows_on & ~f32_rows).any():
-        f32_rows[:] = False  # grouped: one product per group, never split by rows
+    n32, n_on = int((rows_on & f32_rows).sum()), int(rows_on.sum())
+    if n32 < n_on and (weights.groups > 1 or 2 * n32 < n_on):
+        f32_rows[:] = False  # one float64 product beats a split (and grouped ones never split)
     dtype = np.float32 if (rows_on & f32_rows).any() else np.float64
     nz = x_sign != 0
     a = x_exp >> (k - 1)
@@ -372,8 +399,13 @@ def linear_gemm(
     else:
         odd_x = (x_exp & 1) == 1
         parts = [np.where(odd_x, 0, x_val).astype(dtype), np.where(odd_x, x_val, 0).astype(dtype)]
-    cols_list = [columns(v, geometry, kernel_size, out_hw, dtype) for v in parts]
-    cols = cols_list[0] if k == 1 else np.concatenate(cols_list, axis=1)
+    if k == 1:
+        cols = columns(parts[0], geometry, kernel_size, out_hw, dtype)
+    else:  # [X_0; X_1] along the reduction axis, written in place
+        cols = np.empty((weights.groups, 2 * weights.n_k, n_b * out_hw[0] * out_hw[1]), dtype)
+        for i, part in enumerate(parts):
+            half = cols[:, i * weights.n_k : (i + 1) * weights.n_k]
+            im2col(part, geometry, kernel_size[0], kernel_size[1], out_hw[0], out_hw[1], half)
     y = rows.apply(cols, rows_on, f32_rows)
     # T_nz: nonzero weights times the nonzero inputs each one meets
     nzc = np.count_nonzero(cols, axis=2)
@@ -383,6 +415,7 @@ def linear_gemm(
     n_out = out_hw[0] * out_hw[1]
     y = y.reshape(weights.groups, rows.registers, weights.cog, n_b, n_out)
     y = y.transpose(1, 3, 0, 2, 4).reshape(rows.registers, n_b, weights.n_co, *out_hw)
-    acc = y[0][:, channels]
-    acc_odd = y[1][:, channels] if k == 2 else None
+    every = len(channels) == weights.n_co
+    acc = y[0] if every else y[0][:, channels]
+    acc_odd = None if k == 1 else y[1] if every else y[1][:, channels]
     return acc, acc_odd, t_nz
