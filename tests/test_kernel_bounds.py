@@ -22,6 +22,7 @@ from shiftsim.datapath.log_domain import LogDatapath, log_linear_plan
 from shiftsim.datapath.mac import FixedMacDatapath, mac_plan
 from shiftsim.datapath.shift_add import ShiftAddDatapath, partial_group
 from shiftsim.formats import FixedFormat, LogFormat, Overflow, Rounding
+from shiftsim.kernels import shift_add as shift_kernels
 from shiftsim.layers import Conv2d, Linear
 from shiftsim.quantize import LogCode, ShiftCode
 from tests.conftest import JIT_DISABLED
@@ -178,6 +179,37 @@ def test_shift_add_on_every_path_bound(case):
     gold = dp.run(layer, code, x, bias, level="golden")
     fast = dp.run(layer, code, x, bias, level="functional")
     assert_same(fast, gold)
+
+
+@TIMEOUT
+@settings(max_examples=40 if not JIT_DISABLED else 10)
+@given(case=shift_bound_cases())
+def test_shift_add_without_scratch_slots(case):
+    # more threads than scratch rows (or a buffer beyond 32-bit offsets): the checked
+    # channels take adder_array_checked, the unchecked ones the whole-row adders
+    layer, dp, code, x, bias = case
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(shift_kernels, "scratch_slots_suffice", lambda: False)
+        fast = dp.run(layer, code, x, bias)
+    assert_same(fast, dp.run(layer, code, x, bias, level="golden"))
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "stride"), [(5, 7, 1), (9, 20, 1), (17, 30, 1), (23, 23, 2), (40, 9, 1)]
+)
+@pytest.mark.parametrize("overflow", [Overflow.SAT, Overflow.WRAP])
+def test_shift_add_checked_tiles_of_every_width(h, w, stride, overflow, rng):
+    # tiles of at most ROW lanes, of up to WIDE lanes, and of several WIDE blocks, with a
+    # 10-bit register that really overflows: the step-by-step adders against the golden model
+    layer = Conv2d(3, 4, 3, stride=stride, padding=1)
+    index = rng.integers(-3, 4, size=(*layer.weight_shape, 2)).astype(np.int8)
+    code = ShiftCode(index=index, scale=np.float64(1.0), n_codebooks=2, bits=3)
+    x = rng.integers(0, 256, size=(2, 3, h, w))
+    dp = ShiftAddDatapath(n_codebooks=2, bits=3, act=FixedFormat(8, 0, signed=False),
+                          acc_bits=10, overflow=overflow)  # fmt: skip
+    gold = dp.run(layer, code, x, level="golden")
+    assert gold.counts.overflows > 0
+    assert_same(dp.run(layer, code, x), gold)
 
 
 # ------------------------------------------------------------------ MAC (SPEC §5.3)

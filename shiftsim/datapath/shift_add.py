@@ -503,6 +503,13 @@ def shift_add_conv(
     # the fixed-width adders: a scratch row per thread, 32-bit row offsets
     slots = _k.scratch_slots_suffice() and wbuf.size < (1 << 32)
     short = slots and tile_rows * wq <= _SHORT_LANES
+    n_steps = n_cb * kh_n * kw_n
+    if len(checked) and slots:  # step-major (n, kh, kw, c): a step's terms side by side
+        step_index = np.ascontiguousarray(index.transpose(0, 4, 2, 3, 1).reshape(co_n, -1))
+        step_offset = np.ascontiguousarray(
+            term_offset.reshape(cg, kh_n, kw_n, n_cb).transpose(3, 1, 2, 0).reshape(-1)
+        )
+        lane_valid = (np.arange(tile_rows * wq) % wq < wo).astype(np.int64)
 
     for b in range(0, n_batch, per_launch):
         n_items = min(per_launch, n_batch - b)
@@ -515,9 +522,15 @@ def shift_add_conv(
                 wbuf, flat_index, term_offset, fast, bias_arr, *geometry, group, sum_proto, y, b,
                 n_items, item_stride, short, per_launch * item_stride,
             )  # fmt: skip
-        if len(checked):
+        if len(checked) and slots:  # the fixed-width adders, step by step
+            _k.adder_array_steps(
+                wbuf, step_index, step_offset, n_steps, checked, bias_arr, *geometry, group,
+                sum_proto, acc_bits, sat, y, b, n_items, item_stride, per_launch * item_stride,
+                lane_valid, counts,
+            )  # fmt: skip
+        elif len(checked):
             _k.adder_array_checked(
-                buf, flat_index, term_offset, term_step, n_cb * kh_n * kw_n, checked, bias_arr,
+                buf, flat_index, term_offset, term_step, n_steps, checked, bias_arr,
                 *geometry, group, sum_proto, acc_bits, sat, y, b, n_items, item_stride, counts,
             )  # fmt: skip
     return y, int(counts.sum())

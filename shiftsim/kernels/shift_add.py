@@ -28,6 +28,7 @@ from shiftsim.kernels.bitops import apply_overflow, ashr, round_shr, shl
 __all__ = [
     "adder_array_checked",
     "adder_array_fast",
+    "adder_array_steps",
     "scratch_slots_suffice",
     "shift_unit",
 ]
@@ -425,4 +426,93 @@ def adder_array_checked(
         for r in range(rows):
             for ow in range(wo):
                 y[b + item, co, r0 + r, ow] = acc[r * wq + ow]
+        overflows[k_all] += count
+
+
+@kernel(parallel=True)
+def adder_array_steps(
+    buf, index, term_offset, n_steps, co_list, bias, co_per_group, cg, chan_stride,
+    plane_stride, tile_rows, ho, wo, wq, group, step_proto, acc_bits, sat, y, b, n_items,
+    item_stride, zero_offset, lane_valid, overflows,
+):  # fmt: skip
+    """The checked accumulation (:func:`adder_array_checked`) on the fixed-width adders.
+
+    The contract order, every update fitted and counted, ``WIDE`` lanes at a time. Each
+    step's sum (its adder tree: exact, in any order) is computed like the unchecked kernel's,
+    by :func:`_sum_signed_rows_wide` (signs by mask, no overlap checks); then the register is
+    fitted lane by lane, ``acc = OVERFLOW(acc + step)``, the changes counted on the lanes that
+    are outputs. Needs :func:`scratch_slots_suffice` and 32-bit buffer offsets.
+
+    Parameters
+    ----------
+    buf : int16 or int64 array (flat)
+        ``ROW_BASE`` scratch values, then the shift buffers (as :func:`adder_array_fast`).
+    index : int8 array (Co, N*Kh*Kw*Cg)
+        Weight indices, each channel's flattened step-major: ``(n, kh, kw, c)``, so step
+        ``(n * Kh + kh) * Kw + kw`` holds the ``Cg`` positions from ``step * Cg`` on.
+    term_offset : int64 array (N*Kh*Kw*Cg,)
+        Buffer offset of each flattened position for index magnitude 0 (same order).
+    n_steps : int
+        ``N * Kh * Kw``.
+    co_list, bias, co_per_group, cg, chan_stride, plane_stride, tile_rows, ho, wo, wq, group
+        As in :func:`adder_array_fast`.
+    step_proto : int32 or int64 array (1,)
+        Its dtype holds a step's sum (int32 when ``Cg * max|buf|`` fits it).
+    acc_bits, sat, y, b, n_items, item_stride, overflows
+        As in :func:`adder_array_checked`.
+    zero_offset : int
+        Offset of at least ``WIDE`` zeros after the shift buffers (index 0's terms).
+    lane_valid : int64 array (tile_rows * wq,)
+        1 on the lanes of a tile that are outputs (``lane % wq < wo``), else 0.
+    """
+    n_terms = index.shape[1]
+    n_tiles = (ho + tile_rows - 1) // tile_rows
+    per_item = co_list.shape[0] * n_tiles
+    for k_all in prange(n_items * per_item):
+        item = k_all // per_item
+        k = k_all % per_item
+        co = co_list[k % co_list.shape[0]]  # tile-major: a tile's rows stay in cache
+        r0 = (k // co_list.shape[0]) * tile_rows
+        rows = min(tile_rows, ho - r0)
+        n_lanes = rows * wq
+        start = item * item_stride + (co // co_per_group) * cg * chan_stride + r0 * wq
+        row = index[co]
+        # every position is a term (index 0: a row of zeros that never moves), so each step
+        # has its Cg terms side by side: no compaction, and the loops vectorize
+        first = np.empty(n_terms, np.int64)
+        moves = np.empty(n_terms, np.int64)
+        masks = np.empty(n_terms, buf.dtype)
+        for e in range(n_terms):  # vectorizes
+            j = np.int64(row[e])
+            first[e] = abs(j) * plane_stride + term_offset[e] + start if j != 0 else zero_offset
+            moves[e] = j != 0
+            masks[e] = -1 if j < 0 else 0
+        tid = get_thread_id()
+        blk = np.empty(n_terms, np.uint32)
+        acc_tile = np.full(n_lanes, bias[co], np.int64)
+        step = np.empty(WIDE, step_proto.dtype)
+        count = 0
+        for lane0 in range(0, n_lanes, WIDE):
+            width = min(WIDE, n_lanes - lane0)
+            for e in range(n_terms):  # vectorizes
+                blk[e] = first[e] + lane0 * moves[e]
+            acc = acc_tile[lane0 : lane0 + width]
+            valid = lane_valid[lane0 : lane0 + width]
+            for st in range(n_steps):
+                t0 = st * cg
+                step[:] = 0
+                if n_lanes <= ROW:  # a constant trip count: what the 7x7 layers need
+                    _sum_signed_rows(buf, tid, blk[t0 : t0 + cg], masks[t0 : t0 + cg], cg, group,
+                                     step)  # fmt: skip
+                else:
+                    _sum_signed_rows_wide(buf, tid, blk[t0 : t0 + cg], masks[t0 : t0 + cg], cg,
+                                          group, step, width)  # fmt: skip
+                for i in range(width):  # branch-free: vectorizes (a step of zeros changes nothing)
+                    v = acc[i] + step[i]
+                    fitted = apply_overflow(v, acc_bits, True, sat)
+                    count += (fitted != v) * valid[i]
+                    acc[i] = fitted
+        for r in range(rows):
+            for ow in range(wo):
+                y[b + item, co, r0 + r, ow] = acc_tile[r * wq + ow]
         overflows[k_all] += count
