@@ -197,14 +197,16 @@ def test_shift_add_without_scratch_slots(case):
 @pytest.mark.parametrize(
     ("h", "w", "stride"), [(5, 7, 1), (9, 20, 1), (17, 30, 1), (23, 23, 2), (40, 9, 1)]
 )
-@pytest.mark.parametrize("overflow", [Overflow.SAT, Overflow.WRAP])
-def test_shift_add_checked_tiles_of_every_width(h, w, stride, overflow, rng):
+@pytest.mark.parametrize(("overflow", "cg"), [(Overflow.SAT, 3), (Overflow.WRAP, 3),
+                                             (Overflow.SAT, 9), (Overflow.WRAP, 5)])  # fmt: skip
+def test_shift_add_checked_tiles_of_every_width(h, w, stride, overflow, cg, rng):
     # tiles of at most ROW lanes, of up to WIDE lanes, and of several WIDE blocks, with a
     # 10-bit register that really overflows: the step-by-step adders against the golden model
-    layer = Conv2d(3, 4, 3, stride=stride, padding=1)
+    # (up to FEW_TERMS channels: one pass per step; more: the scratch rows)
+    layer = Conv2d(cg, 4, 3, stride=stride, padding=1)
     index = rng.integers(-3, 4, size=(*layer.weight_shape, 2)).astype(np.int8)
     code = ShiftCode(index=index, scale=np.float64(1.0), n_codebooks=2, bits=3)
-    x = rng.integers(0, 256, size=(2, 3, h, w))
+    x = rng.integers(0, 256, size=(2, cg, h, w))
     dp = ShiftAddDatapath(n_codebooks=2, bits=3, act=FixedFormat(8, 0, signed=False),
                           acc_bits=10, overflow=overflow)  # fmt: skip
     gold = dp.run(layer, code, x, level="golden")

@@ -130,6 +130,8 @@ ROW = 64
 WIDE = 256
 SLOTS = 256
 ROW_BASE = SLOTS * WIDE
+#: Steps of at most this many terms are summed and fitted in one pass (padded with zero rows).
+FEW_TERMS = 4
 
 
 def scratch_slots_suffice() -> bool:
@@ -479,27 +481,45 @@ def adder_array_steps(
         row = index[co]
         # every position is a term (index 0: a row of zeros that never moves), so each step
         # has its Cg terms side by side: no compaction, and the loops vectorize
-        first = np.empty(n_terms, np.int64)
-        moves = np.empty(n_terms, np.int64)
-        masks = np.empty(n_terms, buf.dtype)
-        for e in range(n_terms):  # vectorizes
+        few = cg <= FEW_TERMS  # then each step padded to FEW_TERMS terms (zero rows)
+        per_step = FEW_TERMS if few else cg
+        n_slots = n_steps * per_step
+        first = np.full(n_slots, zero_offset, np.int64)
+        moves = np.zeros(n_slots, np.int64)
+        masks = np.zeros(n_slots, buf.dtype)
+        for e in range(n_terms):  # vectorizes (cg == per_step)
             j = np.int64(row[e])
-            first[e] = abs(j) * plane_stride + term_offset[e] + start if j != 0 else zero_offset
-            moves[e] = j != 0
-            masks[e] = -1 if j < 0 else 0
+            d = e // cg * per_step + e % cg if few else e
+            first[d] = abs(j) * plane_stride + term_offset[e] + start if j != 0 else zero_offset
+            moves[d] = j != 0
+            masks[d] = -1 if j < 0 else 0
         tid = get_thread_id()
-        blk = np.empty(n_terms, np.uint32)
+        blk = np.empty(n_slots, np.uint32)
         acc_tile = np.full(n_lanes, bias[co], np.int64)
         step = np.empty(WIDE, step_proto.dtype)
         count = 0
         for lane0 in range(0, n_lanes, WIDE):
             width = min(WIDE, n_lanes - lane0)
-            for e in range(n_terms):  # vectorizes
+            for e in range(n_slots):  # vectorizes
                 blk[e] = first[e] + lane0 * moves[e]
             acc = acc_tile[lane0 : lane0 + width]
             valid = lane_valid[lane0 : lane0 + width]
             for st in range(n_steps):
-                t0 = st * cg
+                t0 = st * per_step
+                if few:  # sum and fit in one pass
+                    m0, m1, m2, m3 = masks[t0], masks[t0 + 1], masks[t0 + 2], masks[t0 + 3]
+                    n_neg = -(np.int64(m0) + m1 + m2 + m3)
+                    s0 = buf[ROW_BASE + np.int64(blk[t0]) :][:width]
+                    s1 = buf[ROW_BASE + np.int64(blk[t0 + 1]) :][:width]
+                    s2 = buf[ROW_BASE + np.int64(blk[t0 + 2]) :][:width]
+                    s3 = buf[ROW_BASE + np.int64(blk[t0 + 3]) :][:width]
+                    for i in range(width):  # branch-free: vectorizes
+                        tree = (np.int64(s0[i] ^ m0) + (s1[i] ^ m1)) + ((s2[i] ^ m2) + (s3[i] ^ m3))
+                        v = acc[i] + tree + n_neg
+                        fitted = apply_overflow(v, acc_bits, True, sat)
+                        count += (fitted != v) * valid[i]
+                        acc[i] = fitted
+                    continue
                 step[:] = 0
                 if n_lanes <= ROW:  # a constant trip count: what the 7x7 layers need
                     _sum_signed_rows(buf, tid, blk[t0 : t0 + cg], masks[t0 : t0 + cg], cg, group,
