@@ -467,7 +467,6 @@ def adder_array_steps(
     lane_valid : int64 array (tile_rows * wq,)
         1 on the lanes of a tile that are outputs (``lane % wq < wo``), else 0.
     """
-    n_terms = index.shape[1]
     n_tiles = (ho + tile_rows - 1) // tile_rows
     per_item = co_list.shape[0] * n_tiles
     for k_all in prange(n_items * per_item):
@@ -487,12 +486,14 @@ def adder_array_steps(
         first = np.full(n_slots, zero_offset, np.int64)
         moves = np.zeros(n_slots, np.int64)
         masks = np.zeros(n_slots, buf.dtype)
-        for e in range(n_terms):  # vectorizes (cg == per_step)
-            j = np.int64(row[e])
-            d = e // cg * per_step + e % cg if few else e
-            first[d] = abs(j) * plane_stride + term_offset[e] + start if j != 0 else zero_offset
-            moves[d] = j != 0
-            masks[d] = -1 if j < 0 else 0
+        for st in range(n_steps):
+            for c in range(cg):  # vectorizes
+                e = st * cg + c
+                d = st * per_step + c
+                j = np.int64(row[e])
+                first[d] = abs(j) * plane_stride + term_offset[e] + start if j != 0 else zero_offset
+                moves[d] = j != 0
+                masks[d] = -1 if j < 0 else 0
         tid = get_thread_id()
         blk = np.empty(n_slots, np.uint32)
         acc_tile = np.full(n_lanes, bias[co], np.int64)
