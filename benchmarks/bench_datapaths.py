@@ -199,7 +199,8 @@ def networks(
     }
     if include_resnet:
         topo = read_topology("resnet18", padding="same")
-        nets["ResNet-18 (224x224)"] = [
+        label = "ResNet-18 (224x224)" if n_layers is None else f"ResNet-18, {n_layers} layers"
+        nets[label] = [
             (Linear(t.layer.in_channels, t.layer.out_channels), (t.layer.in_channels,))
             if t.name == "FC"
             else (t.layer, (t.layer.in_channels, *t.input_hw))
