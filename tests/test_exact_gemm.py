@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 from hypothesis import given, settings
 
-from shiftsim.kernels.conv import columns, gemm
+from shiftsim.kernels.conv import columns, gemm, im2col_counted
 from tests.strategies import layer_and_input_shape
 
 
@@ -48,3 +48,19 @@ def test_im2col_equals_the_definition(shape):
         want = (w_mat[co] @ literal_columns(layer, x)[co // cog]).reshape(x_shape[0], *out_hw)
         np.testing.assert_array_equal(every[:, co], want)
         np.testing.assert_array_equal(some[:, co], want if co % 2 == 0 else 0 * want)
+
+
+@settings(max_examples=60)
+@given(shape=layer_and_input_shape(linear=False))
+def test_im2col_counted_counts_each_rows_nonzero_inputs(shape):
+    layer, x_shape = shape
+    rng = np.random.default_rng(sum(x_shape))
+    x = rng.integers(-2, 3, size=x_shape) * (rng.random(x_shape) < 0.6)
+    geometry = (*layer.stride, *layer.padding, *layer.dilation, layer.groups)
+    out_hw = layer.output_hw(*x_shape[2:])
+    ref = literal_columns(layer, x)
+    cols = np.full(ref.shape, 7.0, dtype=np.float32)
+    nonzero = np.ones(ref.shape[:2], dtype=np.int64)  # added to
+    im2col_counted(x, geometry, *layer.kernel_size, *out_hw, cols, nonzero)
+    np.testing.assert_array_equal(cols, ref)
+    np.testing.assert_array_equal(nonzero, 1 + (ref != 0).sum(axis=2))

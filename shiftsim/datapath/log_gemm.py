@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from shiftsim.kernels.conv import FLOAT32_EXACT, FLOAT64_EXACT, columns, im2col
+from shiftsim.kernels.conv import FLOAT32_EXACT, FLOAT64_EXACT, im2col_counted
 
 __all__ = [
     "LinearWeights",
@@ -399,18 +399,15 @@ def linear_gemm(
     else:
         odd_x = (x_exp & 1) == 1
         parts = [np.where(odd_x, 0, x_val).astype(dtype), np.where(odd_x, x_val, 0).astype(dtype)]
-    if k == 1:
-        cols = columns(parts[0], geometry, kernel_size, out_hw, dtype)
-    else:  # [X_0; X_1] along the reduction axis, written in place
-        cols = np.empty((weights.groups, 2 * weights.n_k, n_b * out_hw[0] * out_hw[1]), dtype)
-        for i, part in enumerate(parts):
-            half = cols[:, i * weights.n_k : (i + 1) * weights.n_k]
-            im2col(part, geometry, kernel_size[0], kernel_size[1], out_hw[0], out_hw[1], half)
+    # [X_0; X_1] along the reduction axis (k = 2), written in place, counting each row's
+    # nonzero inputs on the way: T_nz is the nonzero weights times the inputs each one meets
+    n_k = weights.n_k
+    cols = np.empty((weights.groups, k * n_k, n_b * out_hw[0] * out_hw[1]), dtype)
+    nzc = np.zeros((weights.groups, n_k), dtype=np.int64)
+    for i, part in enumerate(parts):
+        half = cols[:, i * n_k : (i + 1) * n_k]
+        im2col_counted(part, geometry, *kernel_size, *out_hw, half, nzc)
     y = rows.apply(cols, rows_on, f32_rows)
-    # T_nz: nonzero weights times the nonzero inputs each one meets
-    nzc = np.count_nonzero(cols, axis=2)
-    if k == 2:
-        nzc = nzc[:, : weights.n_k] + nzc[:, weights.n_k :]
     t_nz = int((weights.nonzero_per_tap(channels) * nzc).sum())
     n_out = out_hw[0] * out_hw[1]
     y = y.reshape(weights.groups, rows.registers, weights.cog, n_b, n_out)

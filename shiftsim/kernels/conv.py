@@ -17,7 +17,7 @@ import numpy as np
 
 from shiftsim.kernels._jit import kernel
 
-__all__ = ["group_row", "im2col", "tap"]
+__all__ = ["group_row", "im2col", "im2col_counted", "tap"]
 
 
 @kernel(inline=True)
@@ -90,6 +90,54 @@ def im2col(
                     dst[hi:] = 0
                     for ow in range(lo, hi):
                         dst[ow] = src[ow * stride_w + off_w]
+
+
+@kernel
+def im2col_counted(
+    x: np.ndarray,
+    geometry: tuple[int, int, int, int, int, int, int],
+    n_kh: int,
+    n_kw: int,
+    h_out: int,
+    w_out: int,
+    cols: np.ndarray,
+    nonzero: np.ndarray,
+) -> None:
+    """:func:`im2col`, also adding to ``nonzero[g, row]`` the nonzero values the row received.
+
+    ``nonzero`` : int64 array (groups, C/groups * Kh * Kw), added to (padding counts 0).
+    """
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups = geometry
+    n_b, n_c, h_in, w_in = x.shape
+    n_cg = n_c // groups
+    n_pix = h_out * w_out
+    for task in range(n_b * n_c):
+        b = task // n_c
+        ci = task % n_c
+        g = ci // n_cg
+        c = ci % n_cg
+        for kh in range(n_kh):
+            for kw in range(n_kw):
+                k = (c * n_kh + kh) * n_kw + kw
+                row = cols[g, k, b * n_pix : (b + 1) * n_pix]
+                off_w = kw * dil_w - pad_w
+                lo = min(w_out, max(0, (stride_w - 1 - off_w) // stride_w))
+                hi = max(lo, min(w_out, (w_in - 1 - off_w) // stride_w + 1))
+                count = 0
+                for oh in range(h_out):
+                    ih = oh * stride_h - pad_h + kh * dil_h
+                    dst = row[oh * w_out : (oh + 1) * w_out]
+                    if ih < 0 or ih >= h_in:
+                        dst[:] = 0
+                        continue
+                    src = x[b, ci, ih]
+                    dst[:lo] = 0
+                    dst[hi:] = 0
+                    for ow in range(lo, hi):
+                        v = src[ow * stride_w + off_w]
+                        dst[ow] = v
+                        count += v != 0
+                nonzero[g, k] += count
 
 
 #: The same for float32: every partial sum within ``2**24``.
