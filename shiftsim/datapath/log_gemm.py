@@ -133,7 +133,8 @@ class LinearWeights:
         for e, p in zip(self.exponents(a_lo), partials):
             for j, v in enumerate(values):
                 hits[:, j] |= (p & (e == v)).any(axis=1)
-        return hits.any(axis=1), hits
+        masked_any = np.any(hits, axis=1)
+        return masked_any, hits
 
     def products(self, a_lo: int, span: int) -> Pow2Rows:
         """The register rows as powers of two (:class:`Pow2Rows`) for this ``a_lo, span``."""
