@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shiftsim.datapath import log_gemm
 from shiftsim.datapath.log_domain import LogDatapath
 from shiftsim.datapath.log_gemm import LinearWeights, float32_rows, plan_channels, x_range
 from shiftsim.datapath.mac import FixedMacDatapath, MacCode
@@ -205,3 +206,49 @@ def test_log_linear_float32_bound(target, shift, f32):
     assert float32_rows(rows, total, 0).tolist() == [f32]
     for level in ("functional", "golden"):
         assert dp.run(Linear(n, 1), w, x, level=level).y_raw.tolist() == [[target << shift]]
+
+
+@pytest.mark.parametrize(
+    ("target", "t", "n_low"),
+    [
+        ((1 << 24) + 1, 1, 1),  # 2**24 in float32 (units of 2), the 1 beside it
+        ((1 << 25) + 3, 2, 2),  # 2**25 in units of 4, the 2 and the 1 beside it
+        ((1 << 24) - 1, 0, 0),  # float32 as it is: nothing beside
+    ],
+)
+def test_log_linear_split_rows(target, t, n_low, monkeypatch):
+    # every row in float32 above its threshold t, the weights below it added in float64
+    monkeypatch.setattr(log_gemm, "SPLIT_MAX_FRACTION", 1.0)
+    exps = binary_weights(target, 0)
+    n = len(exps)
+    weight = LogFormat(7, 0, base=2, signed=True)
+    act = LogFormat(1, 1, base=2, signed=False)
+    w = LogCode(np.array([exps], np.int64) - 60, np.ones((1, n), np.int8), weight)
+    x = LogCode(np.zeros((1, n), np.int64), np.ones((1, n), np.int8), act)
+    dp = LogDatapath(act=act, weight=weight, acc_bits=62, acc_frac_bits=60)
+    op = dp.check(Linear(n, 1), w, x, None)
+    split = LinearWeights(op.w_exp, op.w_sign, 1, 60, 1).products(0, 0).split
+    assert split is not None
+    assert split.t.tolist() == [t] and len(split.rows) == n_low
+    assert dp.run(Linear(n, 1), w, x).y_raw.tolist() == [[target]]  # by hand
+
+
+@settings(max_examples=150 if not JIT_DISABLED else 20)
+@given(
+    data=two_inputs(accumulate="linear"),
+    fraction=st.sampled_from([0.0, 1.0]),
+    bound=st.sampled_from([1 << 24, 1 << 5, 1 << 2, 1]),
+)
+def test_every_gemm_path_equals_golden(data, fraction, bound):
+    # small random layers rarely leave float32: a smaller float32 bound (more conservative,
+    # so still exact) sends rows to float64, to the float32/float64 mix and to the split,
+    # taken whenever the spread allows it (1.0) or only with nothing beside (0.0)
+    case, x2 = data
+    dp = LogDatapath(**case.options)
+    w = frozen_log(case.w_code)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(log_gemm, "SPLIT_MAX_FRACTION", fraction)
+        mp.setattr(log_gemm, "FLOAT32_EXACT", bound)
+        fast = [dp.run(case.layer, w, x, case.bias_raw) for x in (case.x_code, x2)]
+    for x, f in zip((case.x_code, x2), fast):
+        assert_same(f, dp.run(case.layer, case.w_code, x, case.bias_raw, level="golden"))

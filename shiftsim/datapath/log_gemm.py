@@ -24,12 +24,13 @@ immutable weight code (:mod:`shiftsim.datapath.weight_cache`) and reuses it acro
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from shiftsim.kernels.conv import FLOAT32_EXACT, FLOAT64_EXACT, im2col_counted
+from shiftsim.kernels.conv import FLOAT32_EXACT, FLOAT64_EXACT, im2col_counted, sparse_rows_add
 
 __all__ = [
     "LinearWeights",
@@ -48,6 +49,8 @@ MAX_EXP_SPAN = 900
 MAX_MASKED = 4
 #: Largest spread of the activations' exponents with float32 columns (a bound needs <= 24).
 _F32_SPAN = 24
+#: Most weights (a fraction of them) added one at a time beside a float32 product (:class:`Split`).
+SPLIT_MAX_FRACTION = 0.05
 
 T = TypeVar("T")
 #: ``(max e_x, a_lo, span)`` of the nonzero activations, or None (:func:`x_range`).
@@ -172,6 +175,29 @@ class LinearWeights:
         return out
 
 
+@dataclass(frozen=True, eq=False)
+class Split:
+    """Register rows in float32 above per-row thresholds, the weights below them apart.
+
+    Attributes
+    ----------
+    w32 : ndarray of float32, shape (R, K')
+        ``±2**(e - t_r)`` for the weights ``e >= t_r`` of row ``r``, else 0.
+    t : ndarray of int64, shape (R,)
+        Each row's threshold ``t_r`` (its float32 product is in units of ``2**t_r``).
+    rows, taps : ndarray of int64
+        Where the weights below their row's threshold sit.
+    values : ndarray of float64
+        Those weights, ``±2**e``.
+    """
+
+    w32: NDArray[np.float32]
+    t: NDArray[np.int64]
+    rows: NDArray[np.int64]
+    taps: NDArray[np.int64]
+    values: NDArray[np.float64]
+
+
 class Pow2Rows:
     """Register rows ``sum_t sign_t * floor(2**(a + e_t))`` as products, built once.
 
@@ -212,6 +238,7 @@ class Pow2Rows:
         # float32 rows: 2**(e - q) (clipped where a row cannot take float32 anyway)
         shifted = np.minimum(np.where(whole, e - self.q[:, None], 0), 100)
         self.w32 = np.where(whole, np.ldexp(sgn, shifted), 0.0).astype(np.float32)
+        self.split = self._split(e, sgn, whole, span)
         # the classes that partly floor: (row list, tap list, weights) per class and group
         self.classes: list[tuple[int, int, NDArray[np.int64], NDArray[np.int64], Any]] = []
         partial = keep & (e < 0)
@@ -227,20 +254,70 @@ class Pow2Rows:
                 w = np.where(block[rows][:, taps], np.ldexp(sgn[lo + rows][:, taps], v), 0.0)
                 self.classes.append((v, g, lo + rows, taps, w))
 
+    def _split(
+        self, e: NDArray[np.int64], sgn: NDArray[np.float64], whole: NDArray[np.bool_], span: int
+    ) -> Split | None:
+        """Every row in float32 above a threshold ``t``, the few weights below it on the side.
+
+        Row ``r``'s weights ``e >= t_r`` have terms that are multiples of ``2**t_r`` and at
+        most ``2**(e + span)`` each, so the row is exact in float32 (scaled by ``2**-t_r``)
+        when ``T(t_r) = sum over them of 2**(e + span - t_r) <= 2**24``; ``t_r`` is the
+        smallest such threshold. The weights below it are added exactly in float64, one at a
+        time. None when the activations spread too far or more than ``SPLIT_MAX_FRACTION``
+        of the weights would fall below their row's threshold.
+        """
+        if span > _F32_SPAN or not whole.any():
+            return None
+        n_rows = e.shape[0]
+        top = int(e[whole].max()) + 1
+        slot = np.where(whole, e + top * np.arange(n_rows)[:, None], top * n_rows)
+        hist = np.bincount(slot.ravel(), minlength=top * n_rows + 1)[:-1].reshape(n_rows, top)
+        # T(t) for every t, in float64: sums of powers of two, exact while below 2**53 in
+        # units of their smallest term (and a sum beyond that is far above 2**24 anyway)
+        t_all = np.arange(top)
+        scaled = hist * np.ldexp(1.0, t_all - (top - 1))
+        tails = np.cumsum(scaled[:, ::-1], axis=1)[:, ::-1]  # sum over e >= t
+        bound = tails * np.ldexp(1.0, span + top - 1 - t_all)
+        fits = bound <= FLOAT32_EXACT
+        t_row = np.where(fits.any(axis=1), fits.argmax(axis=1), top)
+        below = whole & (e < t_row[:, None])
+        if below.sum() > SPLIT_MAX_FRACTION * whole.sum():
+            return None
+        above = whole & ~below
+        shifted = np.where(above, e - t_row[:, None], 0)
+        w32 = np.where(above, np.ldexp(sgn, shifted), 0.0).astype(np.float32)
+        r_lo, k_lo = np.nonzero(below)
+        vals = np.ldexp(sgn[r_lo, k_lo], e[r_lo, k_lo])
+        return Split(w32, t_row.astype(np.int64), r_lo.astype(np.int64), k_lo.astype(np.int64),
+                     vals)  # fmt: skip
+
     def apply(
         self,
         cols: NDArray[np.floating[Any]],
         rows_on: NDArray[np.bool_],
         f32_rows: NDArray[np.bool_],
+        use_split: bool = False,
     ) -> NDArray[np.int64]:
         """``(R, N)`` int64: the rows in ``rows_on`` (others 0), ``f32_rows`` in float32.
 
         ``cols`` is float32 when any row takes float32 (then the spread is at most 24 and
-        the values are exact in it), else float64.
+        the values are exact in it), else float64. With ``use_split`` every row goes through
+        :attr:`split` (``cols`` float32).
         """
         rows32 = np.flatnonzero(rows_on & f32_rows)
         rows64 = np.flatnonzero(rows_on & ~f32_rows)
-        if len(rows32) == self.n_rows:  # the common case: one float32 product, no copies
+        split = self.split
+        if use_split and split is not None:  # every row (cols float32)
+            grouped = split.w32.reshape(self.groups, self.rows_per_group, -1)
+            y = np.matmul(grouped, cols).reshape(self.n_rows, -1).astype(np.int64)
+            y <<= split.t[:, None]
+            if len(split.rows):  # the weights below each row's threshold, exactly
+                low = np.zeros((self.n_rows, cols.shape[2]), dtype=np.float64)
+                group = split.rows // self.rows_per_group
+                sparse_rows_add(split.rows, group, split.taps, split.values, cols, low)
+                y += low.astype(np.int64)
+            y[~rows_on] = 0
+        elif len(rows32) == self.n_rows:  # the common case: one float32 product, no copies
             y = self._matmul(self.w32, cols, rows32).astype(np.int64)
             y <<= self.q[:, None]
         elif len(rows64) == self.n_rows:
@@ -389,7 +466,10 @@ def linear_gemm(
     rows_on = on[rows.channel]
     f32_rows = float32_rows(rows, total, span)
     n32, n_on = int((rows_on & f32_rows).sum()), int(rows_on.sum())
-    if n32 < n_on and (weights.groups > 1 or 2 * n32 < n_on):
+    use_split = n32 < n_on and rows.split is not None
+    if use_split:  # every row in float32 above its threshold, the few weights below apart
+        f32_rows[:] = True
+    elif n32 < n_on and (weights.groups > 1 or 2 * n32 < n_on):
         f32_rows[:] = False  # one float64 product beats a split (and grouped ones never split)
     dtype = np.float32 if (rows_on & f32_rows).any() else np.float64
     nz = x_sign != 0
@@ -408,7 +488,7 @@ def linear_gemm(
     for i, part in enumerate(parts):
         half = cols[:, i * n_k : (i + 1) * n_k]
         im2col_counted(part, geometry, *kernel_size, *out_hw, half, nzc)
-    y = rows.apply(cols, rows_on, f32_rows)
+    y = rows.apply(cols, rows_on, f32_rows, use_split)
     t_nz = int((weights.nonzero_per_tap(channels) * nzc).sum())
     n_out = out_hw[0] * out_hw[1]
     y = y.reshape(weights.groups, rows.registers, weights.cog, n_b, n_out)

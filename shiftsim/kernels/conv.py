@@ -17,7 +17,7 @@ import numpy as np
 
 from shiftsim.kernels._jit import kernel
 
-__all__ = ["group_row", "im2col", "im2col_counted", "tap"]
+__all__ = ["group_row", "im2col", "im2col_counted", "sparse_rows_add", "tap"]
 
 
 @kernel(inline=True)
@@ -138,6 +138,37 @@ def im2col_counted(
                         dst[ow] = v
                         count += v != 0
                 nonzero[g, k] += count
+
+
+@kernel
+def sparse_rows_add(
+    rows: np.ndarray,
+    groups: np.ndarray,
+    taps: np.ndarray,
+    values: np.ndarray,
+    cols: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out[rows[t]] += values[t] * cols[groups[t], taps[t]]`` for every ``t``, in order.
+
+    Parameters
+    ----------
+    rows, groups, taps : int64 arrays (T,)
+        Output row, group and reduction index of each weight.
+    values : float64 array (T,)
+        The weights.
+    cols : float32 or float64 array (groups, K, N)
+        Columns from :func:`im2col`.
+    out : float64 array (R, N)
+        Added to.
+    """
+    n = cols.shape[2]
+    for t in range(rows.shape[0]):
+        src = cols[groups[t], taps[t]]
+        dst = out[rows[t]]
+        v = values[t]
+        for i in range(n):
+            dst[i] += v * src[i]
 
 
 #: The same for float32: every partial sum within ``2**24``.
