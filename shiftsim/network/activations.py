@@ -26,7 +26,8 @@ format's largest raw value.
     with calibrated scaling (:func:`weight_gain`). Between layers a log activation is held in
     the fixed-point format of :func:`log_carrier_format`, fine enough to reach below its
     smallest code. The network input keeps its calibrated scale (its units are a matter of
-    preprocessing).
+    preprocessing): its peak goes where calibrated scaling puts it (for a log-domain reader,
+    on the top code), held in the fixed-scaling format.
 """
 
 from __future__ import annotations
@@ -141,11 +142,15 @@ def _carrier_frac_bits(act: LogFormat) -> int:
 def act_format(datapath: Datapath, scaling: str = "calibrated") -> FixedFormat:
     """The fixed-point format of the activations a network passes to ``datapath``.
 
-    The datapath's ``act`` when it is a FixedFormat; for a log-domain ``act`` (a LogFormat),
+    The datapath's ``act`` when it is a FixedFormat; for a log-domain ``act`` (a LogFormat, or
+    a MAC datapath's ``act_log``: activations rounded to log codes on entry),
     :func:`log_calibrated_format` with calibrated scaling and :func:`log_carrier_format` with
     fixed scaling; otherwise unsigned 8-bit integers.
     """
     act = getattr(datapath, "act", None)
+    log = getattr(datapath, "act_log", None)  # a MAC whose activations are log codes
+    if isinstance(log, LogFormat):
+        act = log
     if isinstance(act, FixedFormat):
         return act
     if isinstance(act, LogFormat):
@@ -165,11 +170,17 @@ def signed_format(fmt: FixedFormat) -> FixedFormat:
 def with_signed_input(datapath: Datapath) -> Datapath:
     """``datapath`` reading signed activations: its ``act`` given a sign (one more bit).
 
-    A fixed-point ``act`` becomes :func:`signed_format` of it; a log-domain ``act`` carries a
-    sign bit. Datapaths with signed activations already are returned as they are.
+    A fixed-point ``act`` becomes :func:`signed_format` of it (and an ``act_log`` of log codes
+    on entry carries a sign bit); a log-domain ``act`` carries a sign bit. Datapaths with
+    signed activations already are returned as they are.
     """
     act: Any = getattr(datapath, "act", None)
     if isinstance(act, FixedFormat) and not act.signed:
+        log: Any = getattr(datapath, "act_log", None)
+        if isinstance(log, LogFormat):
+            return dataclasses.replace(  # type: ignore[type-var]
+                datapath, act=signed_format(act), act_log=dataclasses.replace(log, signed=True)
+            )
         return dataclasses.replace(datapath, act=signed_format(act))  # type: ignore[type-var]
     if isinstance(act, LogFormat) and not act.signed:
         return dataclasses.replace(  # type: ignore[type-var]
