@@ -253,11 +253,6 @@ def _chunk_table(g: Geometry, a_units: int, tile_co: int) -> dict[str, NDArray[n
     return out
 
 
-#: A chunk sequence as segments: ``(chunks, n)`` is ``chunks`` repeated ``n`` times in a row.
-Segments = tuple[tuple[dict[str, NDArray[np.int64]], int], ...]
-
-
-@functools.lru_cache(maxsize=256)
 def _tile_segment(g: Geometry, a_units: int, ct: int) -> dict[str, NDArray[np.int64]]:
     """The chunks of one weight tile of ``ct`` channels, ungrouped (every tile alike).
 
@@ -291,58 +286,273 @@ def _tile_segment(g: Geometry, a_units: int, ct: int) -> dict[str, NDArray[np.in
     return out
 
 
+#: Per-chunk features a summary keeps (see :class:`_Summary`): the chunk's length, its
+#: window's rows, new rows, positions and new positions (each times the groups it spans),
+#: distinct output channels, whether it is a sweep's first chunk (``k0``), ``same_co``, the
+#: tile's channels and ``reads``.
+_CUR = ("length", "rg", "nrg", "bg", "nbg", "dco", "k0", "same", "ct", "reads")
+#: Features of the following chunk a chunk's terms read (its first pass's loads).
+_NXT = ("nrg", "bg", "nbg", "dco", "k0", "ct")
+
+
+@dataclass(frozen=True, eq=False)
+class _Summary:
+    """A chunk sequence compressed to its distinct chunks in context, with multiplicities.
+
+    Every closed form of this module is a sum or a maximum over chunks of a term that reads
+    the chunk's features, the next chunk's (its loads are prepared during this chunk) and
+    the previous chunk's length (its results are stored during this chunk). Row ``i`` is a
+    distinct such triple, ``w[i]`` how many chunks have it; a sum over the sequence is
+    ``sum(w * term(rows))``. The first chunk (row ``first``) and the last (row ``last``) are
+    rows of their own with weight 1: their previous (next) chunk lies outside the sequence
+    (``has_prev``/``has_next`` false), and the caller supplies it. A few hundred rows stand
+    for the tens of thousands of chunks of a large layer, and the search over tilings and
+    machines evaluates only those.
+    """
+
+    n: int
+    cur: dict[str, NDArray[np.int64]]
+    nxt: dict[str, NDArray[np.int64]]
+    prev_len: NDArray[np.int64]
+    w: NDArray[np.int64]
+    has_next: NDArray[np.bool_]
+    has_prev: NDArray[np.bool_]
+    first: int
+    last: int
+
+    @functools.cached_property
+    def _mod8(self) -> dict[str, tuple[int, list[int]]]:
+        """Per feature, ``sum(w * x)`` and the weight of each residue ``x mod 8``."""
+        feats = {k: self.cur[k] for k in ("nrg", "bg", "dco", "length")}
+        feats["k0ct"] = self.cur["k0"] * self.cur["ct"]
+        out = {}
+        for k, x in feats.items():
+            res = np.bincount(x % 8, weights=self.w, minlength=8)
+            out[k] = (int(np.dot(self.w, x)), [int(v) for v in res])
+        return out
+
+    def bytes_sum(self, name: str, bits: int) -> int:
+        """``sum over chunks of ceil(x * bits / 8)`` for the feature ``name`` (``x >= 0``).
+
+        ``ceil(y / 8) = (y + (-y mod 8)) / 8`` and ``-x*bits mod 8`` depends only on
+        ``x mod 8``: the sum is exact from the residues' weights.
+        """
+        total, res = self._mod8[name]
+        return (total * bits + sum(c * (-r * bits % 8) for r, c in enumerate(res) if c)) // 8
+
+
+def _distinct(
+    cols: list[NDArray[np.int64]],
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The first index of each distinct row of the columns ``cols`` and how often it occurs.
+
+    The columns are packed into one integer key (mixed radix over each column's range) when
+    it fits in 62 bits, else compared as rows.
+    """
+    key = np.zeros(len(cols[0]), np.int64)
+    size = 1
+    for col in cols:
+        lo, hi = int(col.min()), int(col.max())
+        if hi > lo:
+            key += (col - lo) * size
+            size *= hi - lo + 1
+            if size >= 1 << 62:  # pragma: no cover - real layers pack into 62 bits
+                _, idx, counts = np.unique(
+                    np.stack(cols, axis=1), axis=0, return_index=True, return_counts=True
+                )
+                return idx, counts.astype(np.int64)
+    _, idx, counts = np.unique(key, return_index=True, return_counts=True)
+    return idx, counts.astype(np.int64)
+
+
+def _summarise(d: dict[str, NDArray[np.int64]]) -> _Summary:
+    """:class:`_Summary` of the chunks ``d`` (one array per key of :func:`pass_table`)."""
+    grp = d["groups"]
+    feat = {
+        "length": d["length"], "rg": d["rows"] * grp, "nrg": d["new_rows"] * grp,
+        "bg": d["box"] * grp, "nbg": d["new_box"] * grp, "dco": d["distinct_co"],
+        "k0": (d["k"] == 0).astype(np.int64), "same": d["same_co"], "ct": d["ct"],
+        "reads": d["reads"],
+    }  # fmt: skip
+    feat = {k: np.asarray(v, np.int64) for k, v in feat.items()}
+    n = len(feat["length"])
+    # rows: the first chunk, the last, then the distinct inner chunks in context
+    j_cur = [0] + ([n - 1] if n > 1 else [])
+    w = [1] * len(j_cur)
+    inner = np.zeros(0, np.int64)
+    counts = np.zeros(0, np.int64)
+    if n > 2:
+        cols = [feat[k][1:-1] for k in _CUR] + [feat[k][2:] for k in _NXT]
+        idx, counts = _distinct([*cols, feat["length"][:-2]])
+        inner = idx + 1
+    jc = np.concatenate((np.array(j_cur, np.int64), inner))
+    jn = np.minimum(jc + 1, n - 1)
+    jp = np.maximum(jc - 1, 0)
+    has_next = jc < n - 1
+    has_prev = jc > 0
+    return _Summary(
+        n=n,
+        cur={k: feat[k][jc] for k in _CUR},
+        nxt={k: feat[k][jn] for k in _NXT},
+        prev_len=feat["length"][jp],
+        w=np.concatenate((np.array(w, np.int64), counts)),
+        has_next=has_next,
+        has_prev=has_prev,
+        first=0,
+        last=1 if n > 1 else 0,
+    )
+
+
+def _copies(b: _Summary, q: int, ct: int) -> _Summary:
+    """The summary of a tile of ``ct = q*A`` channels from ``b``, the ``A``-channel tile's.
+
+    Every chunk of ``b`` (one position, all ``A`` long) becomes ``q`` chunks of the same
+    window, the copies after the first loading nothing new (see :func:`_tile_segment`):
+    each row of ``b`` gives its first copy, the ``q - 2`` middle ones and the last.
+    """
+    zero = np.zeros(len(b.w), np.int64)
+    ctv = np.full(len(b.w), ct, np.int64)
+    first = dict(b.cur, same=zero, ct=ctv)
+    later = dict(first, nrg=zero, nbg=zero, k0=zero)
+    to_copy = {"nrg": zero, "bg": b.cur["bg"], "nbg": zero, "dco": b.cur["dco"], "k0": zero,
+               "ct": ctv}  # fmt: skip
+    to_next = dict(b.nxt, ct=ctv)
+    yes = np.ones(len(b.w), bool)
+    parts = [(first, to_copy, b.prev_len, b.w, yes, b.has_prev)]
+    if q > 2:
+        parts.append((later, to_copy, b.cur["length"], b.w * (q - 2), yes, yes))
+    parts.append((later, to_next, b.cur["length"], b.w, b.has_next, yes))
+    return _Summary(
+        n=b.n * q,
+        cur={k: np.concatenate([pt[0][k] for pt in parts]) for k in _CUR},
+        nxt={k: np.concatenate([pt[1][k] for pt in parts]) for k in _NXT},
+        prev_len=np.concatenate([pt[2] for pt in parts]),
+        w=np.concatenate([pt[3] for pt in parts]),
+        has_next=np.concatenate([pt[4] for pt in parts]),
+        has_prev=np.concatenate([pt[5] for pt in parts]),
+        first=b.first,
+        last=(len(parts) - 1) * len(b.w) + b.last,
+    )
+
+
+#: A chunk sequence as segments: ``(summary, n)`` is the summary's chunks repeated ``n`` times.
+Segments = tuple[tuple[_Summary, int], ...]
+
+
+@functools.lru_cache(maxsize=4096)
+def _tile_summary(g: Geometry, a_units: int, ct: int) -> _Summary:
+    """:class:`_Summary` of :func:`_tile_segment` (a multiple of ``A`` from ``A``'s)."""
+    q, r = divmod(ct, a_units)
+    if q > 1 and r == 0:
+        return _copies(_tile_summary(g, a_units, a_units), q, ct)
+    return _summarise(_tile_segment(g, a_units, ct))
+
+
+@functools.lru_cache(maxsize=1024)
+def _table_summary(g: Geometry, a_units: int, tile_co: int) -> _Summary:
+    """:class:`_Summary` of :func:`_chunk_table`."""
+    return _summarise(_chunk_table(g, a_units, tile_co))
+
+
 def _segments(g: Geometry, a_units: int, tile_co: int) -> Segments:
-    """:func:`_chunk_table` as segments (ungrouped, every full weight tile is alike)."""
+    """:func:`_chunk_table` as summarised segments (ungrouped, every full tile is alike)."""
     if g.groups != 1:
-        return ((_chunk_table(g, a_units, tile_co), 1),)
+        return ((_table_summary(g, a_units, tile_co), 1),)
     n_full, rest = divmod(g.co, tile_co)
     segs = [
-        (_tile_segment(g, a_units, ct), n) for ct, n in ((tile_co, n_full), (rest, 1)) if ct and n
+        (_tile_summary(g, a_units, ct), n) for ct, n in ((tile_co, n_full), (rest, 1)) if ct and n
     ]
     return tuple(segs)
 
 
-def _seq_sum(segs: Segments, f: Callable[[dict[str, NDArray[np.int64]]], NDArray]) -> int:
-    """Sum over the chunk sequence of ``f(chunks)``."""
-    return sum(n * int(np.sum(f(d))) for d, n in segs)
+#: A per-row term of a summary: features in, one value per row (or a scalar) out.
+Term = Callable[[dict[str, NDArray[np.int64]]], NDArray[np.int64]]
 
 
-def _seq_max(segs: Segments, f: Callable[[dict[str, NDArray[np.int64]]], NDArray]) -> int:
-    """Maximum over the chunk sequence of ``f(chunks)``."""
-    return max(int(np.max(f(d))) for d, _ in segs)
+def _rows(s: _Summary, values: NDArray[np.int64] | int) -> NDArray[np.int64]:
+    """``values`` as one value per row of ``s``."""
+    v = np.asarray(values, np.int64)
+    return v if v.shape == s.w.shape else np.broadcast_to(v, s.w.shape)
 
 
-def _seq_max_next(
-    segs: Segments,
-    cur: Callable[[dict[str, NDArray[np.int64]]], NDArray[np.int64]],
-    new: Callable[[dict[str, NDArray[np.int64]]], NDArray[np.int64]],
-    first: Callable[[dict[str, NDArray[np.int64]]], NDArray[np.int64]],
-    more: bool,
-) -> int:
-    """Maximum over chunks of ``cur`` plus the next chunk's ``new`` (see :func:`_next`).
+def _wsum(s: _Summary, values: NDArray[np.int64] | int) -> int:
+    """Sum over the chunks of ``s`` of a per-row value (or a constant)."""
+    v = np.asarray(values, np.int64)
+    return int(np.dot(s.w, v)) if v.ndim else int(v) * s.n
+
+
+def _seq_sum(segs: Segments, f: Term) -> int:
+    """Sum over the chunk sequence of ``f(chunk)``."""
+    return sum(n * _wsum(s, f(s.cur)) for s, n in segs)
+
+
+def _seq_max(segs: Segments, f: Term) -> int:
+    """Maximum over the chunk sequence of ``f(chunk)``."""
+    return max(int(np.max(f(s.cur))) for s, _ in segs)
+
+
+def _seq_max_next(segs: Segments, cur: Term, new: Term, first: Term, more: bool) -> int:
+    """Maximum over chunks of ``cur`` plus the next chunk's ``new``.
 
     After the element's last chunk comes the next element's first chunk's ``first`` (when
     there is one), else 0.
     """
-    curs = [np.broadcast_to(cur(d), d["k"].shape) for d, _ in segs]
-    news = [np.broadcast_to(new(d), d["k"].shape) for d, _ in segs]
     vals = []
-    for i, (n, c, nw) in enumerate(zip((n for _, n in segs), curs, news, strict=True)):
-        if len(c) > 1:
-            vals.append(int((c[:-1] + nw[1:]).max()))
+    for i, (s, n) in enumerate(segs):
+        c = _rows(s, cur(s.cur))
+        inner = (c + _rows(s, new(s.nxt)))[s.has_next]
+        if inner.size:
+            vals.append(int(inner.max()))
+        c_last = int(c[s.last])
         if n > 1:
-            vals.append(int(c[-1] + nw[0]))
+            vals.append(c_last + int(_rows(s, new(s.cur))[s.first]))
         if i + 1 < len(segs):
-            vals.append(int(c[-1] + news[i + 1][0]))
+            t = segs[i + 1][0]
+            vals.append(c_last + int(_rows(t, new(t.cur))[t.first]))
         else:
-            head = np.broadcast_to(first(segs[0][0]), segs[0][0]["k"].shape)[0]
-            vals.append(int(c[-1] + (head if more else 0)))
+            t = segs[0][0]
+            vals.append(c_last + (int(_rows(t, first(t.cur))[t.first]) if more else 0))
     return max(vals)
+
+
+def _stats(g: Geometry, segs: Segments) -> tuple[int, int, int, int, int, bool]:
+    """The maxima the buffer needs of a chunk sequence read (none depends on the machine).
+
+    ``(rows_next, box_next, box, ct, distinct_co, same_co)``: the most tapped rows of a
+    window plus the next window's new rows, the same for positions, the largest window, the
+    largest tile, the most distinct output channels of a chunk (all per channel of a group),
+    and whether some chunk keeps every unit's output channel.
+    """
+
+    def rows(d: dict[str, NDArray[np.int64]]) -> NDArray[np.int64]:
+        return d["rg"]
+
+    def box(d: dict[str, NDArray[np.int64]]) -> NDArray[np.int64]:
+        return d["bg"]
+
+    more = g.batch > 1
+    return (
+        _seq_max_next(segs, rows, lambda d: d["nrg"], rows, more),
+        _seq_max_next(segs, box, lambda d: d["nbg"], box, more),
+        _seq_max(segs, box),
+        _seq_max(segs, lambda d: d["ct"]),
+        _seq_max(segs, lambda d: d["dco"]),
+        any(bool(s.cur["same"].any()) for s, _ in segs),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _tile_stats(g: Geometry, a_units: int, tile_co: int) -> tuple[int, int, int, int, int, bool]:
+    """:func:`_stats` of the weight tiles of ``tile_co`` channels."""
+    return _stats(g, _segments(g, a_units, tile_co))
 
 
 def _clear_caches() -> None:
     """Forget every cached table and count (benchmarks time the model cold with it)."""
-    for fn in (_tapped_counts, _chunk_table, _tile_segment, _hardware_counts, _map_layer_cached):
+    for fn in (
+        _tapped_counts, _chunk_table, _tile_summary, _table_summary, _tile_stats,
+        _hardware_counts, _map_layer_cached,
+    ):  # fmt: skip
         fn.cache_clear()
 
 
@@ -544,45 +754,34 @@ def buffer_needs(
     Box mode: two consecutive passes' windows, their channels. Weights: all, two tiles, or
     two chunks' slices. Output: two chunks of results.
     """
-    return _needs(g, p, hw, ((chunks, 1),), tile_c, weights, input_resident)
+    st = _stats(g, ((_summarise(chunks), 1),))
+    return _needs(g, p, hw, st, tile_c, weights, input_resident)
 
 
 def _needs(
     g: Geometry,
     p: HardwareDesc,
     hw: Hardware,
-    segs: Segments,
+    st: tuple[int, int, int, int, int, bool],
     tile_c: int,
     weights: int,
     input_resident: bool,
 ) -> dict[str, int]:
-    """:func:`buffer_needs` of a chunk sequence given as segments."""
+    """:func:`buffer_needs` from the chunk sequence's :func:`_stats`."""
+    rows_next, box_next, vmax, ct_max, dco_max, _ = st
     m = -(-g.cg // tile_c)
-    more = g.batch > 1
     word = p.words_per_input * p.word_bits
     if m == 1:
-        cg = g.cg
         if input_resident:
             inp = 2 * _tapped_rows(g) * g.c * _tapped_cols(g) * p.act_bits
         else:
-
-            def rows(d: dict[str, NDArray[np.int64]]) -> NDArray[np.int64]:
-                return d["rows"] * d["groups"] * cg
-
-            inp = _seq_max_next(segs, rows, lambda d: d["new_rows"] * d["groups"] * cg, rows, more)
-            inp *= _tapped_cols(g) * p.act_bits
-
-        def box(d: dict[str, NDArray[np.int64]]) -> NDArray[np.int64]:
-            return d["box"] * d["groups"] * cg
-
-        both = _seq_max_next(segs, box, lambda d: d["new_box"] * d["groups"] * cg, box, more)
-        shift = both * word
+            inp = rows_next * g.cg * _tapped_cols(g) * p.act_bits
+        shift = box_next * g.cg * word
     else:  # two consecutive passes: within a chunk, or a chunk's last and the next's first
         # Within a chunk: its largest window times two full tiles' channels (a full and the
         # last when m = 2). Across chunks (the last tile's channels, then a full tile's) it
         # is never more: each window is at most the largest and last <= tile_c.
         last = g.cg - (m - 1) * tile_c
-        vmax = _seq_max(segs, lambda d: d["box"] * d["groups"])
         both = vmax * (2 * tile_c if m > 2 else tile_c + last)
         inp = both * p.act_bits
         shift = both * word
@@ -590,9 +789,9 @@ def _needs(
     if weights == WEIGHTS_RESIDENT:
         wgt = g.co * g.cg * k
     elif weights == WEIGHTS_SWEEP:
-        wgt = 2 * _seq_max(segs, lambda d: d["ct"]) * g.cg * k
+        wgt = 2 * ct_max * g.cg * k
     else:
-        wgt = 2 * _seq_max(segs, lambda d: d["distinct_co"]) * min(tile_c, g.cg) * k
+        wgt = 2 * dco_max * min(tile_c, g.cg) * k
     return {
         "input_buffer_bytes": inp,
         "shift_buffer_bytes": shift if p.has_shift_unit else 0,
@@ -630,62 +829,83 @@ def _hardware_counts(
     batch = g.batch
     word = p.words_per_input * p.word_bits if p.has_shift_unit else p.act_bits
     bw, sw = hw.dram_bytes_per_cycle, hw.shift_width
-    segs = list(_segments(g, parallel_outputs(p, hw), tile_co))
     resident_in = line and input_resident
-    if resident_in:  # only the element's first chunk loads (every tapped row)
-        d0, n0 = segs[0]
-        head = {k: v[:1] for k, v in d0.items()}
-        rest = {k: v[1:] for k, v in d0.items()}
-        lead = [(head, 1)] + ([(rest, 1)] if len(rest["k"]) else [])
-        segs = lead + ([(d0, n0 - 1)] if n0 > 1 else []) + segs[1:]
+    # (summary, copies, whether the first copy's first chunk is the element's first)
+    seq: list[tuple[_Summary, int, bool]] = []
+    for i, (s, n) in enumerate(_segments(g, parallel_outputs(p, hw), tile_co)):
+        head = resident_in and i == 0
+        if head and n > 1:  # only the element's first chunk loads (every tapped row)
+            seq += [(s, 1, True), (s, n - 1, False)]
+        else:
+            seq.append((s, n, head))
     in_all = _tapped_rows(g) * g.c * _tapped_cols(g) * p.act_bits
+    row_bits = _tapped_cols(g) * p.act_bits
+    w_slice_bits = k_taps * p.weight_bits
 
-    def per_pass(d: dict[str, NDArray[np.int64]], tcl: int, head: bool) -> dict[str, NDArray]:
-        """One pass of every chunk of ``d`` with ``tcl`` channels per group (bits)."""
-        zero = np.zeros(len(d["k"]), np.int64)
-        chans = d["groups"] * tcl
+    def loads(
+        d: dict[str, NDArray[np.int64]], tcl: int, head: NDArray[np.bool_] | bool
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+        """Input, shifted and weight bits a pass of ``tcl`` channels per group loads."""
         if resident_in:
-            in_e = zero + (in_all if head else 0)
+            in_e = np.where(head, in_all, 0) + 0 * d["nrg"]
         elif line:
-            in_e = d["new_rows"] * chans * (_tapped_cols(g) * p.act_bits)
+            in_e = d["nrg"] * (tcl * row_bits)
         else:
-            in_e = d["box"] * chans * p.act_bits
+            in_e = d["bg"] * (tcl * p.act_bits)
         if p.has_shift_unit:
-            shift_e = (d["new_box"] if line else d["box"]) * chans
+            shift_e = (d["nbg"] if line else d["bg"]) * tcl
         else:
-            shift_e = zero
-        w_slice = tcl * k_taps * p.weight_bits
+            shift_e = 0 * d["nrg"]
         if weights == WEIGHTS_SWEEP:
-            w_e = (d["k"] == 0) * d["ct"] * w_slice
+            w_e = d["k0"] * d["ct"] * (tcl * w_slice_bits)
         elif weights == WEIGHTS_PASS:
-            w_e = d["distinct_co"] * w_slice
+            w_e = d["dco"] * (tcl * w_slice_bits)
         else:
-            w_e = zero
+            w_e = 0 * d["nrg"]
+        return in_e, shift_e, w_e
+
+    def prep_of(in_e: NDArray, shift_e: NDArray, w_e: NDArray) -> tuple[NDArray, NDArray]:
+        """DRAM bytes read and the prep cycles of passes that load these bits."""
+        rd = _cdiv(in_e, 8) + _cdiv(w_e, 8)
+        return rd, _cdiv(rd, bw) + _cdiv(shift_e, sw)
+
+    def per_pass(s: _Summary, tcl: int, head: bool) -> dict[str, NDArray[np.int64]]:
+        """One pass of every row of ``s`` with ``tcl`` channels per group (bits)."""
+        d = s.cur
+        first = np.arange(len(s.w)) == s.first if head else False
+        in_e, shift_e, w_e = loads(d, tcl, first)
+        rd, prep = prep_of(in_e, shift_e, w_e)
+        zero = 0 * d["length"]
         per_term = tcl * k_taps * p.passes * p.pass_weight_bits
         rf_fits = hw.weight_rf_entries >= tcl * k_taps
         rf_use = d["length"] * per_term
-        w_reads = d["distinct_co"] * per_term
+        w_reads = d["dco"] * per_term
         rf_write = rf_use if rf_fits else zero
         if line and rf_fits:  # the unit keeps its weights from the previous chunk
-            w_reads = np.where(d["same_co"] == 1, 0, w_reads)
-            rf_write = np.where(d["same_co"] == 1, 0, rf_use)
-        rd = _cdiv(in_e, 8) + _cdiv(w_e, 8)
+            w_reads = np.where(d["same"] == 1, 0, w_reads)
+            rf_write = np.where(d["same"] == 1, 0, rf_use)
         return {
             "in": in_e, "shift": shift_e, "w": w_e, "w_reads": w_reads, "rf_write": rf_write,
             "rf_read": rf_use if rf_fits else zero, "reads": d["reads"] * (tcl * p.passes * word),
-            "rd": rd, "prep": _cdiv(rd, bw) + _cdiv(shift_e, sw),
+            "rd": rd, "prep": prep,
         }  # fmt: skip
 
+    def store_of(length: NDArray[np.int64]) -> NDArray[np.int64]:
+        return _cdiv(_cdiv(length * p.acc_bits, 8), bw)
+
     parts = []
-    for i, (d, n) in enumerate(segs):
-        lp = per_pass(d, last, resident_in and i == 0)
-        fp = per_pass(d, full, resident_in and i == 0) if m > 1 else lp
-        store = _cdiv(_cdiv(d["length"] * p.acc_bits, 8), bw)
-        parts.append((d, n, fp, lp, store))
+    for s, n, head in seq:
+        lp = per_pass(s, last, head)
+        fp = per_pass(s, full, head) if m > 1 else lp
+        store = store_of(s.cur["length"])
+        parts.append((s, n, fp, lp, store))
 
     def total(key: str) -> int:
         """Sum over the element's passes."""
-        return sum(n * (nf * int(fp[key].sum()) + int(lp[key].sum())) for _, n, fp, lp, _ in parts)
+        return sum(
+            n * (nf * int(np.dot(s.w, _rows(s, fp[key]))) + int(np.dot(s.w, _rows(s, lp[key]))))
+            for s, n, fp, lp, _ in parts
+        )
 
     s_f, s_l = (
         (full * k_taps, last * k_taps)
@@ -693,51 +913,69 @@ def _hardware_counts(
         else (p.passes * k_taps * -(-full // hw.tree_width),
               p.passes * k_taps * -(-last // hw.tree_width))
     )  # fmt: skip
-    n_chunks = sum(n * len(d["k"]) for d, n, *_ in parts)
+    n_chunks = sum(n * s.n for s, n, *_ in parts)
     compute = batch * n_chunks * (nf * s_f + s_l)
-    first_fp = parts[0][2]
-    rd_first = int(first_fp["rd"][0])
+    s0, first_fp = parts[0][0], parts[0][2]
+    rd_first = int(first_fp["rd"][s0.first])
     rd0 = rd_first
     w_res = g.co * g.cg * k_taps * p.weight_bits if weights == WEIGHTS_RESIDENT else 0
     if weights == WEIGHTS_RESIDENT:  # the very first pass also loads every weight
-        rd0 = int(_cdiv(first_fp["in"][0], 8)) + int(_cdiv(w_res, 8))
-    prep0 = int(_cdiv(rd0, bw)) + int(_cdiv(first_fp["shift"][0], sw))
-    last_store = int(parts[-1][4][-1])
+        rd0 = int(_cdiv(first_fp["in"][s0.first], 8)) + int(_cdiv(w_res, 8))
+    prep0 = int(_cdiv(rd0, bw)) + int(_cdiv(first_fp["shift"][s0.first], sw))
+    last_store = int(parts[-1][4][parts[-1][0].last])
     if hw.pipelined:
 
-        def body(fp: dict, lp: dict, store: NDArray, nxt_x: int, before_y: int) -> int:
+        def body(s: _Summary, fp: dict, lp: dict, nxt_in: NDArray, before_in: NDArray,
+                 nxt_x: int, before_y: int) -> int:  # fmt: skip
             """``sum max(steps, next prep + previous store)`` over one copy's passes."""
-            nxt = np.concatenate((fp["prep"][1:], [nxt_x]))  # the next chunk's first pass
-            before = np.concatenate(([before_y], store[:-1]))  # the previous chunk's store
+            nxt = np.where(s.has_next, nxt_in, nxt_x)  # the next chunk's first pass
+            before = np.where(s.has_prev, before_in, before_y)  # the previous chunk's store
             if m == 1:
-                return int(np.maximum(s_l, nxt + before).sum())
-            out = np.maximum(s_l, nxt) + np.maximum(s_f, (fp if m > 2 else lp)["prep"] + before)
-            if m > 2:
-                out = out + (m - 3) * np.maximum(s_f, fp["prep"]) + np.maximum(s_f, lp["prep"])
-            return int(out.sum())
-
-        seq = parts * batch
-        acc = 0
-        for i, (_, n, fp, lp, store) in enumerate(seq):
-            nxt_x = int(seq[i + 1][2]["prep"][0]) if i + 1 < len(seq) else 0
-            before_y = int(seq[i - 1][4][-1]) if i > 0 else 0
-            own_x, own_y = int(fp["prep"][0]), int(store[-1])
-            if n == 1:
-                acc += body(fp, lp, store, nxt_x, before_y)
+                out = np.maximum(s_l, nxt + before)
             else:
-                acc += body(fp, lp, store, own_x, before_y) + body(fp, lp, store, nxt_x, own_y)
-                if n > 2:
-                    acc += (n - 2) * body(fp, lp, store, own_x, own_y)
+                out = np.maximum(s_l, nxt) + np.maximum(s_f, (fp if m > 2 else lp)["prep"] + before)
+                if m > 2:
+                    out = out + (m - 3) * np.maximum(s_f, fp["prep"]) + np.maximum(s_f, lp["prep"])
+            return int(np.dot(s.w, out))
+
+        nxt_ins = [prep_of(*loads(s.nxt, full, False))[1] for s, *_ in parts]
+        before_ins = [store_of(s.prev_len) for s, *_ in parts]
+        heads = [int(fp["prep"][s.first]) for s, _, fp, _, _ in parts]
+        tails = [int(store[s.last]) for s, _, _, _, store in parts]
+
+        def element(before_y: int, nxt_x: int) -> int:
+            """One element's sum (after a store of ``before_y``, before a prep of ``nxt_x``)."""
+            acc = 0
+            for i, (s, n, fp, lp, _) in enumerate(parts):
+                after = heads[i + 1] if i + 1 < len(parts) else nxt_x
+                ahead = tails[i - 1] if i > 0 else before_y
+                args = (s, fp, lp, nxt_ins[i], before_ins[i])
+                if n == 1:
+                    acc += body(*args, after, ahead)
+                else:
+                    own_x, own_y = heads[i], tails[i]
+                    acc += body(*args, own_x, ahead) + body(*args, after, own_y)
+                    if n > 2:
+                        acc += (n - 2) * body(*args, own_x, own_y)
+            return acc
+
+        if batch == 1:
+            acc = element(0, 0)
+        else:  # the next element starts with the first chunk; the last stores last_store
+            acc = element(0, heads[0]) + element(last_store, 0)
+            if batch > 2:
+                acc += (batch - 2) * element(last_store, heads[0])
         cycles = prep0 + acc + last_store
     else:
-        stores = sum(n * int(st.sum()) for _, n, _, _, st in parts)
-        cycles = batch * (total("prep") + stores) + prep0 - int(first_fp["prep"][0]) + compute
+        stores = sum(n * int(np.dot(s.w, st)) for s, n, _, _, st in parts)
+        head0 = int(first_fp["prep"][s0.first])
+        cycles = batch * (total("prep") + stores) + prep0 - head0 + compute
     shift_inputs = batch * total("shift") if p.has_shift_unit else 0
     reads = total("reads")
-    length_sum = sum(n * int(d["length"].sum()) for d, n, *_ in parts)
+    length_sum = sum(n * int(np.dot(s.w, s.cur["length"])) for s, n, *_ in parts)
     psum = 0 if p.serial_lanes else nf * length_sum * (p.passes * k_taps * p.acc_bits)
     out_bits = batch * length_sum * p.acc_bits
-    wr = sum(n * int(_cdiv(d["length"] * p.acc_bits, 8).sum()) for d, n, *_ in parts)
+    wr = sum(n * int(np.dot(s.w, _cdiv(s.cur["length"] * p.acc_bits, 8))) for s, n, *_ in parts)
     return tuple({
         "cycles": cycles,
         "compute_cycles": compute,
@@ -771,7 +1009,8 @@ def compulsory_dram_bytes(g: Geometry, p: HardwareDesc) -> int:
 
 def _dram_bytes(g: Geometry, p: HardwareDesc, pl: Plan) -> int:
     """DRAM bytes of ``pl`` summed per chunk (the closed form of :func:`hardware_counts`)."""
-    return _dram(g, p, ((pl.chunks, 1),), pl.tile_c, pl.weights, pl.input_resident)
+    segs = ((_summarise(pl.chunks), 1),)
+    return _dram(g, p, segs, pl.tile_c, pl.weights, pl.input_resident)
 
 
 def _dram(
@@ -781,25 +1020,32 @@ def _dram(
     m = -(-g.cg // tile_c)
     last = g.cg - (m - 1) * tile_c
 
-    def per_pass(bits_per_channel: NDArray[np.int64]) -> NDArray[np.int64]:
-        """Bytes of the chunk's passes when a pass moves ``bits_per_channel * tcl`` bits."""
-        return (m - 1) * _cdiv(bits_per_channel * tile_c, 8) + _cdiv(bits_per_channel * last, 8)
+    def per_pass(name: str, bits_per_channel: int) -> int:
+        """Bytes of the passes when a pass moves ``x * bits_per_channel * tcl`` bits."""
+        return sum(
+            n * ((m - 1) * s.bytes_sum(name, bits_per_channel * tile_c)
+                 + s.bytes_sum(name, bits_per_channel * last))
+            for s, n in segs
+        )  # fmt: skip
+
+    def once(name: str, bits: int) -> int:
+        return sum(n * s.bytes_sum(name, bits) for s, n in segs)
 
     k = g.kh * g.kw * p.weight_bits
     row_bits = g.cg * _tapped_cols(g) * p.act_bits
     if m == 1 and resident:
         inp = int(_cdiv(_tapped_rows(g) * g.c * _tapped_cols(g) * p.act_bits, 8))
     elif m == 1:
-        inp = _seq_sum(segs, lambda d: _cdiv(d["new_rows"] * d["groups"] * row_bits, 8))
+        inp = once("nrg", row_bits)
     else:
-        inp = _seq_sum(segs, lambda d: per_pass(d["box"] * d["groups"] * p.act_bits))
+        inp = per_pass("bg", p.act_bits)
     if weights == WEIGHTS_SWEEP:
-        wgt = _seq_sum(segs, lambda d: per_pass(d["ct"][d["k"] == 0] * k))
+        wgt = per_pass("k0ct", k)
     elif weights == WEIGHTS_PASS:
-        wgt = _seq_sum(segs, lambda d: per_pass(d["distinct_co"] * k))
+        wgt = per_pass("dco", k)
     else:
         wgt = 0
-    out = _seq_sum(segs, lambda d: _cdiv(d["length"] * p.acc_bits, 8))
+    out = once("length", p.acc_bits)
     total = g.batch * (inp + wgt + out)
     if weights == WEIGHTS_RESIDENT:
         total += int(_cdiv(g.co * g.cg * k, 8))
@@ -836,17 +1082,17 @@ def _choose(
 ) -> tuple[int, bool, str, dict[str, int]]:
     """Weight placement, input residency and dataflow of these tiles, and their needs."""
     a_units = parallel_outputs(p, hw)
-    segs = _segments(g, a_units, tile_co)
+    st = _tile_stats(g, a_units, tile_co)
     weights = _weight_mode(g, p, hw, tile_co)
     resident = _input_resident(g, p, hw, tile_co, tile_c)
     per_unit = g.cg * g.kh * g.kw
     ws = tile_c >= g.cg and a_units % tile_co == 0 and per_unit <= hw.weight_rf_entries
-    ws = ws and any(bool(d["same_co"].any()) for d, _ in segs)
+    ws = ws and st[5]
     return (
         weights,
         resident,
         "ws" if ws else "os",
-        _needs(g, p, hw, segs, tile_c, weights, resident),
+        _needs(g, p, hw, st, tile_c, weights, resident),
     )
 
 
@@ -861,9 +1107,9 @@ def smallest_tile_needs(g: Geometry, p: HardwareDesc, hw: Hardware) -> dict[str,
     resident. A machine whose buffers hold these maps the layer (:func:`plan` refuses a
     machine only when no tile fits, naming the first buffer short of these).
     """
-    segs = _segments(g, parallel_outputs(p, hw), 1)
-    needs = _needs(g, p, hw, segs, 1, WEIGHTS_PASS, False)
-    resident = _needs(g, p, hw, segs, 1, WEIGHTS_RESIDENT, False)
+    st = _tile_stats(g, parallel_outputs(p, hw), 1)
+    needs = _needs(g, p, hw, st, 1, WEIGHTS_PASS, False)
+    resident = _needs(g, p, hw, st, 1, WEIGHTS_RESIDENT, False)
     key = "weight_buffer_bytes"
     needs[key] = min(needs[key], resident[key])
     return {name: -(-bits // 8) for name, bits in needs.items()}
