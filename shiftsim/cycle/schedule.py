@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -319,6 +320,17 @@ class _Summary:
     has_prev: NDArray[np.bool_]
     first: int
     last: int
+
+    @functools.cached_property
+    def sums(self) -> dict[str, int]:
+        """``sum(w * x)`` of every feature, and of ``dco`` and ``length`` where not ``same``."""
+        out = {k: int(np.dot(self.w, v)) for k, v in self.cur.items()}
+        keep = 1 - self.cur["same"]
+        out["dco_ns"] = int(np.dot(self.w, self.cur["dco"] * keep))
+        out["length_ns"] = int(np.dot(self.w, self.cur["length"] * keep))
+        out["k0ct"] = int(np.dot(self.w, self.cur["k0"] * self.cur["ct"]))
+        out["chunks"] = int(self.w.sum())
+        return out
 
     @functools.cached_property
     def _mod8(self) -> dict[str, tuple[int, list[int]]]:
@@ -841,21 +853,20 @@ def _hardware_counts(
     in_all = _tapped_rows(g) * g.c * _tapped_cols(g) * p.act_bits
     row_bits = _tapped_cols(g) * p.act_bits
     w_slice_bits = k_taps * p.weight_bits
+    per_term_bits = k_taps * p.passes * p.pass_weight_bits
 
-    def loads(
-        d: dict[str, NDArray[np.int64]], tcl: int, head: NDArray[np.bool_] | bool
-    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    # Every term below is written with operators only, so that it takes one row (ints) or
+    # every row at once (int64 arrays) alike; the element's first chunk (``head``) loads
+    # every tapped row when the inputs stay resident, no other chunk loads inputs then.
+    def loads(d: dict[str, Any], tcl: int, head: bool) -> tuple[Any, Any, Any]:
         """Input, shifted and weight bits a pass of ``tcl`` channels per group loads."""
         if resident_in:
-            in_e = np.where(head, in_all, 0) + 0 * d["nrg"]
+            in_e = in_all if head else 0 * d["nrg"]
         elif line:
             in_e = d["nrg"] * (tcl * row_bits)
         else:
             in_e = d["bg"] * (tcl * p.act_bits)
-        if p.has_shift_unit:
-            shift_e = (d["nbg"] if line else d["bg"]) * tcl
-        else:
-            shift_e = 0 * d["nrg"]
+        shift_e = (d["nbg"] if line else d["bg"]) * tcl if p.has_shift_unit else 0 * d["nrg"]
         if weights == WEIGHTS_SWEEP:
             w_e = d["k0"] * d["ct"] * (tcl * w_slice_bits)
         elif weights == WEIGHTS_PASS:
@@ -864,139 +875,175 @@ def _hardware_counts(
             w_e = 0 * d["nrg"]
         return in_e, shift_e, w_e
 
-    def prep_of(in_e: NDArray, shift_e: NDArray, w_e: NDArray) -> tuple[NDArray, NDArray]:
-        """DRAM bytes read and the prep cycles of passes that load these bits."""
-        rd = _cdiv(in_e, 8) + _cdiv(w_e, 8)
-        return rd, _cdiv(rd, bw) + _cdiv(shift_e, sw)
+    def rd_prep(d: dict[str, Any], tcl: int, head: bool) -> tuple[Any, Any]:
+        """DRAM bytes read by a pass of ``tcl`` channels per group, and its prep cycles."""
+        in_e, shift_e, w_e = loads(d, tcl, head)
+        rd = -(-in_e // 8) + -(-w_e // 8)
+        return rd, -(-rd // bw) + -(-shift_e // sw)
 
-    def per_pass(s: _Summary, tcl: int, head: bool) -> dict[str, NDArray[np.int64]]:
-        """One pass of every row of ``s`` with ``tcl`` channels per group (bits)."""
-        d = s.cur
-        first = np.arange(len(s.w)) == s.first if head else False
-        in_e, shift_e, w_e = loads(d, tcl, first)
-        rd, prep = prep_of(in_e, shift_e, w_e)
-        zero = 0 * d["length"]
-        per_term = tcl * k_taps * p.passes * p.pass_weight_bits
-        rf_fits = hw.weight_rf_entries >= tcl * k_taps
-        rf_use = d["length"] * per_term
-        w_reads = d["dco"] * per_term
-        rf_write = rf_use if rf_fits else zero
-        if line and rf_fits:  # the unit keeps its weights from the previous chunk
-            w_reads = np.where(d["same"] == 1, 0, w_reads)
-            rf_write = np.where(d["same"] == 1, 0, rf_use)
-        return {
-            "in": in_e, "shift": shift_e, "w": w_e, "w_reads": w_reads, "rf_write": rf_write,
-            "rf_read": rf_use if rf_fits else zero, "reads": d["reads"] * (tcl * p.passes * word),
-            "rd": rd, "prep": prep,
-        }  # fmt: skip
+    def store_of(length: Any) -> Any:
+        out_bytes = -(-length * p.acc_bits // 8)
+        return -(-out_bytes // bw)
 
-    def store_of(length: NDArray[np.int64]) -> NDArray[np.int64]:
-        return _cdiv(_cdiv(length * p.acc_bits, 8), bw)
+    def row(d: dict[str, NDArray[np.int64]], r: int) -> dict[str, int]:
+        return {k: int(v[r]) for k, v in d.items()}
 
-    parts = []
-    for s, n, head in seq:
-        lp = per_pass(s, last, head)
-        fp = per_pass(s, full, head) if m > 1 else lp
-        store = store_of(s.cur["length"])
-        parts.append((s, n, fp, lp, store))
+    # every row of every segment at once (no chunk the element's first), weighted by copies
+    cat = {k: np.concatenate([s.cur[k] for s, _, _ in seq]) for k in _CUR}
+    nxt = {k: np.concatenate([s.nxt[k] for s, _, _ in seq]) for k in _NXT}
+    wn = np.concatenate([s.w * n for s, n, _ in seq])
+    inner = np.concatenate([s.has_next & s.has_prev for s, _, _ in seq])
+    rd_l, prep_l = rd_prep(cat, last, False)
+    rd_f, prep_f = rd_prep(cat, full, False) if m > 1 else (rd_l, prep_l)
 
-    def total(key: str) -> int:
-        """Sum over the element's passes."""
-        return sum(
-            n * (nf * int(np.dot(s.w, _rows(s, fp[key]))) + int(np.dot(s.w, _rows(s, lp[key]))))
-            for s, n, fp, lp, _ in parts
-        )
+    def tot(values: NDArray[np.int64]) -> int:
+        """Sum over the element's chunks (the element's first loaded as any other)."""
+        return int(np.dot(wn, values))
 
+    def passes(f: Callable[[int], int]) -> int:
+        """Sum over the element's passes of ``f(tcl)``, ``f`` of the chunks' summed features."""
+        return nf * int(f(full)) + int(f(last))
+
+    # the element's first chunk (a row of its own): what it loads as the head
+    s0 = seq[0][0]
+    head0 = row(s0.cur, s0.first)
+    rd_h_l, prep_h_l = rd_prep(head0, last, seq[0][2])
+    rd_h_f, prep_h_f = rd_prep(head0, full, seq[0][2]) if m > 1 else (rd_h_l, prep_h_l)
+    in_h = loads(head0, last, seq[0][2])[0]
+    d_rd = nf * (rd_h_f - int(rd_f[s0.first])) + rd_h_l - int(rd_l[s0.first])
+    d_prep = nf * (prep_h_f - int(prep_f[s0.first])) + prep_h_l - int(prep_l[s0.first])
+    d_in = (in_h - loads(head0, last, False)[0]) if resident_in else 0
+
+    rf_fits = {t: hw.weight_rf_entries >= t * k_taps for t in (full, last)}
+    keep = line and rf_fits[last]  # the unit keeps its weights from the previous chunk
+    # sums over the element's chunks of each feature (linear terms need no rows)
+    sums = {k: sum(n * s.sums[k] for s, n, _ in seq) for k in seq[0][0].sums}
+    ns = "_ns" if keep else ""
+    totals = {
+        "in": passes(lambda t: loads(sums, t, False)[0]) + d_in,
+        "shift": passes(lambda t: loads(sums, t, False)[1]),
+        "w": passes(
+            lambda t: (
+                sums["k0ct"] * t * w_slice_bits * (weights == WEIGHTS_SWEEP)
+                + sums["dco"] * t * w_slice_bits * (weights == WEIGHTS_PASS)
+            )
+        ),
+        "w_reads": passes(lambda t: sums["dco" + ns] * (t * per_term_bits)),
+        "rf_write": passes(lambda t: sums["length" + ns] * (t * per_term_bits) * rf_fits[t]),
+        "rf_read": passes(lambda t: sums["length"] * (t * per_term_bits) * rf_fits[t]),
+        "reads": passes(lambda t: sums["reads"] * (t * p.passes * word)),
+        "rd": nf * tot(rd_f) + tot(rd_l) + d_rd,
+        "prep": nf * tot(prep_f) + tot(prep_l) + d_prep,
+    }
     s_f, s_l = (
         (full * k_taps, last * k_taps)
         if p.serial_lanes
         else (p.passes * k_taps * -(-full // hw.tree_width),
               p.passes * k_taps * -(-last // hw.tree_width))
     )  # fmt: skip
-    n_chunks = sum(n * s.n for s, n, *_ in parts)
+    n_chunks = sum(n * s.n for s, n, _ in seq)
     compute = batch * n_chunks * (nf * s_f + s_l)
-    s0, first_fp = parts[0][0], parts[0][2]
-    rd_first = int(first_fp["rd"][s0.first])
+    rd_first = rd_h_f
     rd0 = rd_first
     w_res = g.co * g.cg * k_taps * p.weight_bits if weights == WEIGHTS_RESIDENT else 0
+    shift_h = loads(head0, full, seq[0][2])[1]
     if weights == WEIGHTS_RESIDENT:  # the very first pass also loads every weight
-        rd0 = int(_cdiv(first_fp["in"][s0.first], 8)) + int(_cdiv(w_res, 8))
-    prep0 = int(_cdiv(rd0, bw)) + int(_cdiv(first_fp["shift"][s0.first], sw))
-    last_store = int(parts[-1][4][parts[-1][0].last])
+        rd0 = -(-loads(head0, full, seq[0][2])[0] // 8) + -(-w_res // 8)
+    prep0 = -(-rd0 // bw) + -(-shift_h // sw)
+    sl = seq[-1][0]
+    last_store = store_of(int(sl.cur["length"][sl.last]))
     if hw.pipelined:
 
-        def body(s: _Summary, fp: dict, lp: dict, nxt_in: NDArray, before_in: NDArray,
-                 nxt_x: int, before_y: int) -> int:  # fmt: skip
-            """``sum max(steps, next prep + previous store)`` over one copy's passes."""
-            nxt = np.where(s.has_next, nxt_in, nxt_x)  # the next chunk's first pass
-            before = np.where(s.has_prev, before_in, before_y)  # the previous chunk's store
+        def term(fp: Any, lp: Any, nxt_prep: Any, before: Any) -> Any:
+            """A chunk's ``sum max(steps, next prep + previous store)`` over its passes."""
             if m == 1:
-                out = np.maximum(s_l, nxt + before)
-            else:
-                out = np.maximum(s_l, nxt) + np.maximum(s_f, (fp if m > 2 else lp)["prep"] + before)
-                if m > 2:
-                    out = out + (m - 3) * np.maximum(s_f, fp["prep"]) + np.maximum(s_f, lp["prep"])
-            return int(np.dot(s.w, out))
+                return np.maximum(s_l, nxt_prep + before)
+            out = np.maximum(s_l, nxt_prep) + np.maximum(s_f, (fp if m > 2 else lp) + before)
+            if m > 2:
+                out = out + (m - 3) * np.maximum(s_f, fp) + np.maximum(s_f, lp)
+            return out
 
-        nxt_ins = [prep_of(*loads(s.nxt, full, False))[1] for s, *_ in parts]
-        before_ins = [store_of(s.prev_len) for s, *_ in parts]
-        heads = [int(fp["prep"][s.first]) for s, _, fp, _, _ in parts]
-        tails = [int(store[s.last]) for s, _, _, _, store in parts]
+        # the chunks with both neighbours inside their segment, every copy and element
+        nxt_prep = rd_prep(nxt, full, False)[1]
+        before = store_of(np.concatenate([s.prev_len for s, _, _ in seq]))
+        inner_sum = int(np.dot(np.where(inner, wn, 0), term(prep_f, prep_l, nxt_prep, before)))
+        # the first and last chunk of each segment, one by one
+        firsts = [prep_h_f] + [int(prep_f[_offset(seq, i) + s.first]) for i, (s, _, _) in
+                               enumerate(seq) if i > 0]  # fmt: skip
+        lasts = [store_of(int(s.cur["length"][s.last])) for s, _, _ in seq]
+
+        def edge(i: int, nxt_x: int, before_y: int) -> int:
+            """One copy of segment ``i``'s first and last chunk (one row when one chunk)."""
+            s, _, head = seq[i]
+            o = _offset(seq, i)
+            acc = 0
+            for r in sorted({s.first, s.last}):
+                if r == s.first and head:
+                    fp, lp = prep_h_f, prep_h_l
+                else:
+                    fp, lp = int(prep_f[o + r]), int(prep_l[o + r])
+                nx = nxt_x if r == s.last else int(nxt_prep[o + r])
+                bf = before_y if r == s.first else int(before[o + r])
+                acc += int(term(fp, lp, nx, bf))
+            return acc
 
         def element(before_y: int, nxt_x: int) -> int:
-            """One element's sum (after a store of ``before_y``, before a prep of ``nxt_x``)."""
+            """One element's edges (after a store of ``before_y``, before a prep of ``nxt_x``)."""
             acc = 0
-            for i, (s, n, fp, lp, _) in enumerate(parts):
-                after = heads[i + 1] if i + 1 < len(parts) else nxt_x
-                ahead = tails[i - 1] if i > 0 else before_y
-                args = (s, fp, lp, nxt_ins[i], before_ins[i])
+            for i, (_, n, _) in enumerate(seq):
+                after = firsts[i + 1] if i + 1 < len(seq) else nxt_x
+                ahead = lasts[i - 1] if i > 0 else before_y
                 if n == 1:
-                    acc += body(*args, after, ahead)
+                    acc += edge(i, after, ahead)
                 else:
-                    own_x, own_y = heads[i], tails[i]
-                    acc += body(*args, own_x, ahead) + body(*args, after, own_y)
+                    own_x, own_y = firsts[i], lasts[i]
+                    acc += edge(i, own_x, ahead) + edge(i, after, own_y)
                     if n > 2:
-                        acc += (n - 2) * body(*args, own_x, own_y)
+                        acc += (n - 2) * edge(i, own_x, own_y)
             return acc
 
         if batch == 1:
             acc = element(0, 0)
         else:  # the next element starts with the first chunk; the last stores last_store
-            acc = element(0, heads[0]) + element(last_store, 0)
+            acc = element(0, firsts[0]) + element(last_store, 0)
             if batch > 2:
-                acc += (batch - 2) * element(last_store, heads[0])
-        cycles = prep0 + acc + last_store
+                acc += (batch - 2) * element(last_store, firsts[0])
+        cycles = prep0 + batch * inner_sum + acc + last_store
     else:
-        stores = sum(n * int(np.dot(s.w, st)) for s, n, _, _, st in parts)
-        head0 = int(first_fp["prep"][s0.first])
-        cycles = batch * (total("prep") + stores) + prep0 - head0 + compute
-    shift_inputs = batch * total("shift") if p.has_shift_unit else 0
-    reads = total("reads")
-    length_sum = sum(n * int(np.dot(s.w, s.cur["length"])) for s, n, *_ in parts)
+        stores = tot(store_of(cat["length"]))
+        cycles = batch * (totals["prep"] + stores) + prep0 - prep_h_f + compute
+    reads = totals["reads"]
+    length_sum = tot(cat["length"])
     psum = 0 if p.serial_lanes else nf * length_sum * (p.passes * k_taps * p.acc_bits)
     out_bits = batch * length_sum * p.acc_bits
-    wr = sum(n * int(np.dot(s.w, _cdiv(s.cur["length"] * p.acc_bits, 8))) for s, n, *_ in parts)
+    wr = tot(-(-cat["length"] * p.acc_bits // 8))
+    shift_inputs = batch * totals["shift"] if p.has_shift_unit else 0
     return tuple({
         "cycles": cycles,
         "compute_cycles": compute,
         "stall_cycles": cycles - compute,
-        "input_buffer_write_bits": batch * total("in"),
+        "input_buffer_write_bits": batch * totals["in"],
         "input_buffer_read_bits": batch
-        * (total("shift") * p.act_bits if p.has_shift_unit else reads),
+        * (totals["shift"] * p.act_bits if p.has_shift_unit else reads),
         "shift_buffer_write_bits": shift_inputs * p.words_per_input * p.word_bits,
         "shift_buffer_read_bits": batch * reads if p.has_shift_unit else 0,
-        "weight_buffer_write_bits": batch * total("w") + w_res,
-        "weight_buffer_read_bits": batch * total("w_reads"),
-        "weight_rf_write_bits": batch * total("rf_write"),
-        "weight_rf_read_bits": batch * total("rf_read"),
+        "weight_buffer_write_bits": batch * totals["w"] + w_res,
+        "weight_buffer_read_bits": batch * totals["w_reads"],
+        "weight_rf_write_bits": batch * totals["rf_write"],
+        "weight_rf_read_bits": batch * totals["rf_read"],
         "psum_write_bits": batch * psum,
         "psum_read_bits": batch * psum,
         "output_buffer_write_bits": out_bits,
         "output_buffer_read_bits": out_bits,
-        "dram_read_bytes": batch * total("rd") + rd0 - rd_first,
+        "dram_read_bytes": batch * totals["rd"] + rd0 - rd_first,
         "dram_write_bytes": batch * wr,
         "shift_unit_inputs": shift_inputs,
     }.items())  # fmt: skip
+
+
+def _offset(seq: list[tuple[_Summary, int, bool]], i: int) -> int:
+    """Index of segment ``i``'s first row among every segment's rows, concatenated."""
+    return sum(len(s.w) for s, _, _ in seq[:i])
 
 
 def compulsory_dram_bytes(g: Geometry, p: HardwareDesc) -> int:
