@@ -562,7 +562,7 @@ def _tile_stats(g: Geometry, a_units: int, tile_co: int) -> tuple[int, int, int,
 def _clear_caches() -> None:
     """Forget every cached table and count (benchmarks time the model cold with it)."""
     for fn in (
-        _tapped_counts, _chunk_table, _tile_summary, _table_summary, _tile_stats,
+        _tapped_counts, _chunk_table, _tile_summary, _table_summary, _tile_stats, _layout,
         _hardware_counts, _map_layer_cached,
     ):  # fmt: skip
         fn.cache_clear()
@@ -828,6 +828,74 @@ def hardware_counts(g: Geometry, p: HardwareDesc, hw: Hardware, pl: Plan) -> dic
     return dict(_hardware_counts(g, p, hw, pl.tile_co, pl.tile_c, pl.weights, pl.input_resident))
 
 
+@dataclass(frozen=True, eq=False)
+class _Layout:
+    """An element's chunk sequence as the rows of its segments' summaries, concatenated.
+
+    ``seq``: ``(summary, copies, head)`` per segment (``head``: its first chunk is the
+    element's first and loads every tapped row; with several copies it is a segment of its
+    own); ``offsets``: each segment's first row; ``stack``: the load features of every row
+    three times (for a last and a full input-channel tile, then the next chunk's);
+    ``length``/``prev_len``: each row's and its previous chunk's length; ``wn``: rows'
+    chunks in the element (weights times copies), ``wn_inner`` only where both neighbours
+    are in the segment; ``sums``: every feature summed over the element's chunks.
+    """
+
+    seq: tuple[tuple[_Summary, int, bool], ...]
+    offsets: tuple[int, ...]
+    rows: int
+    stack: dict[str, NDArray[np.int64]]
+    length: NDArray[np.int64]
+    prev_len: NDArray[np.int64]
+    wn: NDArray[np.int64]
+    wn_inner: NDArray[np.int64]
+    sums: dict[str, int]
+
+
+#: Features of a chunk's loads (``k0ct``: the tile's channels at a sweep's first chunk).
+_LOADS = ("nrg", "bg", "nbg", "dco", "k0ct")
+
+
+@functools.lru_cache(maxsize=4096)
+def _layout(g: Geometry, a_units: int, tile_co: int, resident_in: bool) -> _Layout:
+    """:class:`_Layout` of the weight tiles of ``tile_co`` channels."""
+    seq: list[tuple[_Summary, int, bool]] = []
+    for i, (s, n) in enumerate(_segments(g, a_units, tile_co)):
+        head = resident_in and i == 0
+        if head and n > 1:  # only the element's first chunk loads (every tapped row)
+            seq += [(s, 1, True), (s, n - 1, False)]
+        else:
+            seq.append((s, n, head))
+    offsets = [0]
+    for s, _, _ in seq[:-1]:
+        offsets.append(offsets[-1] + len(s.w))
+
+    def cat(d: Callable[[_Summary], NDArray[Any]]) -> NDArray[Any]:
+        return np.concatenate([d(s) for s, _, _ in seq])
+
+    def feat(d: dict[str, NDArray[np.int64]], k: str) -> NDArray[np.int64]:
+        return d["k0"] * d["ct"] if k == "k0ct" else d[k]
+
+    stack = {}
+    for k in _LOADS:
+        cur = cat(lambda s, k=k: feat(s.cur, k))  # type: ignore[misc]
+        stack[k] = np.concatenate((cur, cur, cat(lambda s, k=k: feat(s.nxt, k))))  # type: ignore[misc]
+    wn = cat(lambda s: s.w) * np.repeat([n for _, n, _ in seq], [len(s.w) for s, _, _ in seq])
+    inner = cat(lambda s: s.has_next & s.has_prev)
+    keys = seq[0][0].sums
+    return _Layout(
+        seq=tuple(seq),
+        offsets=tuple(offsets),
+        rows=len(wn),
+        stack=stack,
+        length=cat(lambda s: s.cur["length"]),
+        prev_len=cat(lambda s: s.prev_len),
+        wn=wn,
+        wn_inner=np.where(inner, wn, 0),
+        sums={k: sum(n * s.sums[k] for s, n, _ in seq) for k in keys},
+    )
+
+
 @functools.lru_cache(maxsize=256)
 def _hardware_counts(
     g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int, weights: int,
@@ -842,14 +910,8 @@ def _hardware_counts(
     word = p.words_per_input * p.word_bits if p.has_shift_unit else p.act_bits
     bw, sw = hw.dram_bytes_per_cycle, hw.shift_width
     resident_in = line and input_resident
-    # (summary, copies, whether the first copy's first chunk is the element's first)
-    seq: list[tuple[_Summary, int, bool]] = []
-    for i, (s, n) in enumerate(_segments(g, parallel_outputs(p, hw), tile_co)):
-        head = resident_in and i == 0
-        if head and n > 1:  # only the element's first chunk loads (every tapped row)
-            seq += [(s, 1, True), (s, n - 1, False)]
-        else:
-            seq.append((s, n, head))
+    lay = _layout(g, parallel_outputs(p, hw), tile_co, resident_in)
+    seq, r_n = lay.seq, lay.rows
     in_all = _tapped_rows(g) * g.c * _tapped_cols(g) * p.act_bits
     row_bits = _tapped_cols(g) * p.act_bits
     w_slice_bits = k_taps * p.weight_bits
@@ -858,7 +920,7 @@ def _hardware_counts(
     # Every term below is written with operators only, so that it takes one row (ints) or
     # every row at once (int64 arrays) alike; the element's first chunk (``head``) loads
     # every tapped row when the inputs stay resident, no other chunk loads inputs then.
-    def loads(d: dict[str, Any], tcl: int, head: bool) -> tuple[Any, Any, Any]:
+    def loads(d: dict[str, Any], tcl: Any, head: bool) -> tuple[Any, Any, Any]:
         """Input, shifted and weight bits a pass of ``tcl`` channels per group loads."""
         if resident_in:
             in_e = in_all if head else 0 * d["nrg"]
@@ -868,14 +930,14 @@ def _hardware_counts(
             in_e = d["bg"] * (tcl * p.act_bits)
         shift_e = (d["nbg"] if line else d["bg"]) * tcl if p.has_shift_unit else 0 * d["nrg"]
         if weights == WEIGHTS_SWEEP:
-            w_e = d["k0"] * d["ct"] * (tcl * w_slice_bits)
+            w_e = d["k0ct"] * (tcl * w_slice_bits)
         elif weights == WEIGHTS_PASS:
             w_e = d["dco"] * (tcl * w_slice_bits)
         else:
             w_e = 0 * d["nrg"]
         return in_e, shift_e, w_e
 
-    def rd_prep(d: dict[str, Any], tcl: int, head: bool) -> tuple[Any, Any]:
+    def rd_prep(d: dict[str, Any], tcl: Any, head: bool) -> tuple[Any, Any]:
         """DRAM bytes read by a pass of ``tcl`` channels per group, and its prep cycles."""
         in_e, shift_e, w_e = loads(d, tcl, head)
         rd = -(-in_e // 8) + -(-w_e // 8)
@@ -885,49 +947,37 @@ def _hardware_counts(
         out_bytes = -(-length * p.acc_bits // 8)
         return -(-out_bytes // bw)
 
-    def row(d: dict[str, NDArray[np.int64]], r: int) -> dict[str, int]:
-        return {k: int(v[r]) for k, v in d.items()}
-
-    # every row of every segment at once (no chunk the element's first), weighted by copies
-    cat = {k: np.concatenate([s.cur[k] for s, _, _ in seq]) for k in _CUR}
-    nxt = {k: np.concatenate([s.nxt[k] for s, _, _ in seq]) for k in _NXT}
-    wn = np.concatenate([s.w * n for s, n, _ in seq])
-    inner = np.concatenate([s.has_next & s.has_prev for s, _, _ in seq])
-    rd_l, prep_l = rd_prep(cat, last, False)
-    rd_f, prep_f = rd_prep(cat, full, False) if m > 1 else (rd_l, prep_l)
+    # every row at once (no chunk the element's first): a last tile, a full one, the next's
+    tcl = np.repeat(np.array([last, full, full], np.int64), r_n)
+    rd_all, prep_all = rd_prep(lay.stack, tcl, False)
+    rd_l, rd_f = rd_all[:r_n], rd_all[r_n : 2 * r_n]
+    prep_l, prep_f, nxt_prep = prep_all[:r_n], prep_all[r_n : 2 * r_n], prep_all[2 * r_n :]
 
     def tot(values: NDArray[np.int64]) -> int:
         """Sum over the element's chunks (the element's first loaded as any other)."""
-        return int(np.dot(wn, values))
+        return int(np.dot(lay.wn, values))
 
     def passes(f: Callable[[int], int]) -> int:
         """Sum over the element's passes of ``f(tcl)``, ``f`` of the chunks' summed features."""
         return nf * int(f(full)) + int(f(last))
 
     # the element's first chunk (a row of its own): what it loads as the head
-    s0 = seq[0][0]
-    head0 = row(s0.cur, s0.first)
-    rd_h_l, prep_h_l = rd_prep(head0, last, seq[0][2])
-    rd_h_f, prep_h_f = rd_prep(head0, full, seq[0][2]) if m > 1 else (rd_h_l, prep_h_l)
-    in_h = loads(head0, last, seq[0][2])[0]
+    s0, h0 = seq[0][0], seq[0][2]
+    head0 = {k: int(v[s0.first]) for k, v in lay.stack.items()}
+    rd_h_l, prep_h_l = rd_prep(head0, last, h0)
+    rd_h_f, prep_h_f = rd_prep(head0, full, h0)
     d_rd = nf * (rd_h_f - int(rd_f[s0.first])) + rd_h_l - int(rd_l[s0.first])
     d_prep = nf * (prep_h_f - int(prep_f[s0.first])) + prep_h_l - int(prep_l[s0.first])
-    d_in = (in_h - loads(head0, last, False)[0]) if resident_in else 0
+    d_in = in_all if resident_in else 0
 
     rf_fits = {t: hw.weight_rf_entries >= t * k_taps for t in (full, last)}
     keep = line and rf_fits[last]  # the unit keeps its weights from the previous chunk
-    # sums over the element's chunks of each feature (linear terms need no rows)
-    sums = {k: sum(n * s.sums[k] for s, n, _ in seq) for k in seq[0][0].sums}
+    sums = lay.sums  # linear terms need no rows
     ns = "_ns" if keep else ""
     totals = {
         "in": passes(lambda t: loads(sums, t, False)[0]) + d_in,
         "shift": passes(lambda t: loads(sums, t, False)[1]),
-        "w": passes(
-            lambda t: (
-                sums["k0ct"] * t * w_slice_bits * (weights == WEIGHTS_SWEEP)
-                + sums["dco"] * t * w_slice_bits * (weights == WEIGHTS_PASS)
-            )
-        ),
+        "w": passes(lambda t: loads(sums, t, False)[2]),
         "w_reads": passes(lambda t: sums["dco" + ns] * (t * per_term_bits)),
         "rf_write": passes(lambda t: sums["length" + ns] * (t * per_term_bits) * rf_fits[t]),
         "rf_read": passes(lambda t: sums["length"] * (t * per_term_bits) * rf_fits[t]),
@@ -941,15 +991,13 @@ def _hardware_counts(
         else (p.passes * k_taps * -(-full // hw.tree_width),
               p.passes * k_taps * -(-last // hw.tree_width))
     )  # fmt: skip
-    n_chunks = sum(n * s.n for s, n, _ in seq)
-    compute = batch * n_chunks * (nf * s_f + s_l)
+    compute = batch * sums["chunks"] * (nf * s_f + s_l)
     rd_first = rd_h_f
     rd0 = rd_first
     w_res = g.co * g.cg * k_taps * p.weight_bits if weights == WEIGHTS_RESIDENT else 0
-    shift_h = loads(head0, full, seq[0][2])[1]
     if weights == WEIGHTS_RESIDENT:  # the very first pass also loads every weight
-        rd0 = -(-loads(head0, full, seq[0][2])[0] // 8) + -(-w_res // 8)
-    prep0 = -(-rd0 // bw) + -(-shift_h // sw)
+        rd0 = -(-loads(head0, full, h0)[0] // 8) + -(-w_res // 8)
+    prep0 = -(-rd0 // bw) + -(-loads(head0, full, h0)[1] // sw)
     sl = seq[-1][0]
     last_store = store_of(int(sl.cur["length"][sl.last]))
     if hw.pipelined:
@@ -964,18 +1012,17 @@ def _hardware_counts(
             return out
 
         # the chunks with both neighbours inside their segment, every copy and element
-        nxt_prep = rd_prep(nxt, full, False)[1]
-        before = store_of(np.concatenate([s.prev_len for s, _, _ in seq]))
-        inner_sum = int(np.dot(np.where(inner, wn, 0), term(prep_f, prep_l, nxt_prep, before)))
+        before = store_of(lay.prev_len)
+        inner_sum = int(np.dot(lay.wn_inner, term(prep_f, prep_l, nxt_prep, before)))
         # the first and last chunk of each segment, one by one
-        firsts = [prep_h_f] + [int(prep_f[_offset(seq, i) + s.first]) for i, (s, _, _) in
-                               enumerate(seq) if i > 0]  # fmt: skip
+        firsts = [prep_h_f] + [int(prep_f[o + s.first]) for (s, _, _), o in
+                               zip(seq[1:], lay.offsets[1:], strict=True)]  # fmt: skip
         lasts = [store_of(int(s.cur["length"][s.last])) for s, _, _ in seq]
 
         def edge(i: int, nxt_x: int, before_y: int) -> int:
             """One copy of segment ``i``'s first and last chunk (one row when one chunk)."""
             s, _, head = seq[i]
-            o = _offset(seq, i)
+            o = lay.offsets[i]
             acc = 0
             for r in sorted({s.first, s.last}):
                 if r == s.first and head:
@@ -1010,13 +1057,13 @@ def _hardware_counts(
                 acc += (batch - 2) * element(last_store, firsts[0])
         cycles = prep0 + batch * inner_sum + acc + last_store
     else:
-        stores = tot(store_of(cat["length"]))
+        stores = tot(store_of(lay.length))
         cycles = batch * (totals["prep"] + stores) + prep0 - prep_h_f + compute
     reads = totals["reads"]
-    length_sum = tot(cat["length"])
+    length_sum = sums["length"]
     psum = 0 if p.serial_lanes else nf * length_sum * (p.passes * k_taps * p.acc_bits)
     out_bits = batch * length_sum * p.acc_bits
-    wr = tot(-(-cat["length"] * p.acc_bits // 8))
+    wr = sum(n * s.bytes_sum("length", p.acc_bits) for s, n, _ in seq)
     shift_inputs = batch * totals["shift"] if p.has_shift_unit else 0
     return tuple({
         "cycles": cycles,
@@ -1039,11 +1086,6 @@ def _hardware_counts(
         "dram_write_bytes": batch * wr,
         "shift_unit_inputs": shift_inputs,
     }.items())  # fmt: skip
-
-
-def _offset(seq: list[tuple[_Summary, int, bool]], i: int) -> int:
-    """Index of segment ``i``'s first row among every segment's rows, concatenated."""
-    return sum(len(s.w) for s, _, _ in seq[:i])
 
 
 def compulsory_dram_bytes(g: Geometry, p: HardwareDesc) -> int:
