@@ -18,6 +18,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from shiftsim.cost import estimate, mapping
+from shiftsim.cycle.schedule import _dram_lower_bound, describe, geometry
 from shiftsim.datapath.mac import FixedMacDatapath
 from shiftsim.datapath.shift_add import ShiftAddDatapath
 from shiftsim.hardware import Hardware
@@ -117,14 +118,15 @@ def _oracle(layer, shape, hw, bits):
             # buffer needs
             if m == 1:
                 seq = info * b_n
-                nxt = [i[5] if i[1] > 0 else i[4] for i in seq[1:]] + [0]  # new rows
-                nxb = [i[7] if i[1] > 0 else i[6] for i in seq[1:]] + [0]  # new positions
+                # the next chunk's new rows (positions), all its groups' channels
+                nxt = [(i[5] if i[1] > 0 else i[4]) * i[3] for i in seq[1:]] + [0]
+                nxb = [(i[7] if i[1] > 0 else i[6]) * i[3] for i in seq[1:]] + [0]
                 if resident:
                     need_in = 2 * len(rows_t) * c_n * len(cols_t) * act
                 else:
-                    need_in = max((i[4] + n) * i[3] for i, n in zip(seq, nxt, strict=True))
+                    need_in = max(i[4] * i[3] + n for i, n in zip(seq, nxt, strict=True))
                     need_in *= cg * len(cols_t) * act
-                need_shift = max((i[6] + n) * i[3] for i, n in zip(seq, nxb, strict=True))
+                need_shift = max(i[6] * i[3] + n for i, n in zip(seq, nxb, strict=True))
                 need_shift *= cg * word
             else:
                 big = max(i[6] * i[3] for i in info) * (2 * tile_c if m > 2 else ctl[0] + ctl[-1])
@@ -205,6 +207,13 @@ def test_search_chooses_the_exhaustive_best(case, hw, shift):
         dp, bits = FixedMacDatapath(), {"act": 8, "weight": 8, "word": 0, "shift": False}
     bits["acc"] = 32
     found = _oracle(layer, shape, hw, bits)
+    # the search skips an output tile whose lower bound cannot beat the best found: the
+    # bound must never exceed a candidate's traffic, nor fall as the tiles shrink
+    bound = _dram_lower_bound(geometry(layer, shape), describe(dp), hw)
+    for f in found:
+        assert bound(f[1]) <= f[0], f
+    ladder = [bound(t) for t in _ladder(layer.out_channels, hw.acc_units)]
+    assert ladder == sorted(ladder)
     event(f"candidates that fit: {min(len(found), 3)}")
     if not found:
         try:

@@ -1141,6 +1141,28 @@ def _dram(
     return total
 
 
+def _dram_lower_bound(g: Geometry, p: HardwareDesc, hw: Hardware) -> Callable[[int], int]:
+    """A lower bound on the DRAM bytes of any mapping with weight tiles of ``tile_co``.
+
+    Every weight moves at least once and every output once; every sweep (weight tile) of an
+    element loads each tapped input of its channels at least once (the union of its chunks'
+    windows is every tapped position), so an ungrouped layer's inputs move once per weight
+    tile, unless they may stay resident (then once per element). A sum of ceilings is at
+    least the ceiling of the sum. The bound never falls as ``tile_co`` shrinks.
+    """
+    in_bits = g.c * _tapped_rows(g) * _tapped_cols(g) * p.act_bits
+    resident = g.groups == 1 and 2 * in_bits <= hw.input_buffer_bytes * 8
+    fixed = -(-(g.co * g.cg * g.kh * g.kw * p.weight_bits) // 8)
+    fixed += g.batch * -(-(g.outputs * p.acc_bits) // 8)
+
+    def bound(tile_co: int) -> int:
+        once = g.groups != 1 or (resident and tile_co < g.co)
+        sweeps = 1 if once else -(-g.co // tile_co)
+        return fixed + g.batch * -(-(sweeps * in_bits) // 8)
+
+    return bound
+
+
 def _candidates(limit: int, unit: int) -> list[int]:
     """``limit``, the multiples ``unit * 2**j`` below it and ``unit / 2**j`` down to 1."""
     vals = {limit}
@@ -1231,20 +1253,30 @@ def plan(
     a_units = parallel_outputs(p, hw)
     found: list[tuple[tuple[int, int], tuple[int, int, int, bool, str]]] = []
     floor = compulsory_dram_bytes(g, p)
-    done = {"os": False, "ws": hw.dataflow == "os"}
+    want_ws = hw.dataflow != "os"
+    top_os: int | None = None  # the least DRAM traffic found, of any and of a ws candidate
+    top_ws: int | None = None
+    lower = _dram_lower_bound(g, p, hw)
     for tile_co in _candidates(g.co, a_units):
+        # skip what cannot beat the best found (a tie loses to the larger tile found first)
+        bound = lower(tile_co)
+        os_done = top_os is not None and bound >= top_os
+        if os_done and (not want_ws or (top_ws is not None and bound >= top_ws)):
+            break  # the bound only grows as the tiles shrink
+        if os_done and a_units % tile_co != 0:
+            continue  # nor can it be weight-stationary
         for tile_c in _candidates(g.cg, hw.tree_width):
             weights, resident, dataflow, needs = _choose(g, p, hw, tile_co, tile_c)
             if _fits(needs, hw):
                 segs = _segments(g, a_units, tile_co)
                 dram = _dram(g, p, segs, tile_c, weights, resident)
                 found.append(((dram, -tile_co), (tile_co, tile_c, weights, resident, dataflow)))
-                if dram == floor:  # nothing smaller can beat it (ties: the larger tile)
-                    done["os"] = True
-                    done["ws"] = done["ws"] or dataflow == "ws"
+                top_os = dram if top_os is None else min(top_os, dram)
+                if dataflow == "ws":
+                    top_ws = dram if top_ws is None else min(top_ws, dram)
                 break  # the largest fitting input-channel tile of this output tile
-        if done["os"] and done["ws"]:
-            break
+        if top_os == floor and (not want_ws or top_ws == floor):
+            break  # nothing smaller can beat them (ties: the larger tile)
     if not found:
         needs = smallest_tile_needs(g, p, hw)
         for name, need in needs.items():
