@@ -175,11 +175,27 @@ def _real_per_position(g: Geometry) -> NDArray[np.int64]:
     return (rr[:, None] * cc[None, :]).ravel().astype(np.int64)
 
 
+@functools.lru_cache(maxsize=256)
+def _prefix_sums(
+    g: Geometry,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """Prefix sums of the tapped rows and columns; real taps per position and their sums."""
+    trow, tcol = tapped(g)
+    real = _real_per_position(g)
+    out = (
+        np.concatenate(([0], np.cumsum(trow))),
+        np.concatenate(([0], np.cumsum(tcol))),
+        real,
+        np.concatenate(([0], np.cumsum(real))),
+    )
+    for v in out:
+        v.flags.writeable = False
+    return out
+
+
 def _tile_chunks(g: Geometry, a_units: int, ct: int) -> dict[str, NDArray[np.int64]]:
     """Chunks of one output-channel tile of ``ct`` channels (see :func:`pass_table`)."""
-    trow, tcol = tapped(g)
-    rcum = np.concatenate(([0], np.cumsum(trow)))
-    ccum = np.concatenate(([0], np.cumsum(tcol)))
+    rcum, ccum, real, rcs = _prefix_sums(g)
     n_out = ct * g.ho * g.wo
     first = np.arange(-(-n_out // a_units), dtype=np.int64) * a_units
     length = np.minimum(a_units, n_out - first)
@@ -197,8 +213,6 @@ def _tile_chunks(g: Geometry, a_units: int, ct: int) -> dict[str, NDArray[np.int
     box = rows * _count(ccum, c0, c1)
     ir = _count(rcum, np.maximum(r0[1:], r0[:-1]), np.minimum(r1[1:], r1[:-1]))
     ic = _count(ccum, np.maximum(c0[1:], c0[:-1]), np.minimum(c1[1:], c1[:-1]))
-    real = _real_per_position(g)
-    rcs = np.concatenate(([0], np.cumsum(real)))
     inner = np.where(p1 > p0, rcs[p1] - rcs[np.minimum(p0 + 1, len(real))], 0)
     return {
         "first": first,
@@ -334,14 +348,8 @@ class _Summary:
 
     @functools.cached_property
     def _mod8(self) -> dict[str, tuple[int, list[int]]]:
-        """Per feature, ``sum(w * x)`` and the weight of each residue ``x mod 8``."""
-        feats = {k: self.cur[k] for k in ("nrg", "bg", "dco", "length")}
-        feats["k0ct"] = self.cur["k0"] * self.cur["ct"]
-        out = {}
-        for k, x in feats.items():
-            res = np.bincount(x % 8, weights=self.w, minlength=8)
-            out[k] = (int(np.dot(self.w, x)), [int(v) for v in res])
-        return out
+        """Per feature (filled on first use), ``sum(w * x)`` and each residue's weight."""
+        return {}
 
     def bytes_sum(self, name: str, bits: int) -> int:
         """``sum over chunks of ceil(x * bits / 8)`` for the feature ``name`` (``x >= 0``).
@@ -349,6 +357,10 @@ class _Summary:
         ``ceil(y / 8) = (y + (-y mod 8)) / 8`` and ``-x*bits mod 8`` depends only on
         ``x mod 8``: the sum is exact from the residues' weights.
         """
+        if name not in self._mod8:
+            x = self.cur["k0"] * self.cur["ct"] if name == "k0ct" else self.cur[name]
+            counts = np.bincount(x % 8, weights=self.w, minlength=8)
+            self._mod8[name] = (int(np.dot(self.w, x)), [int(v) for v in counts])
         total, res = self._mod8[name]
         return (total * bits + sum(c * (-r * bits % 8) for r, c in enumerate(res) if c)) // 8
 
@@ -562,8 +574,8 @@ def _tile_stats(g: Geometry, a_units: int, tile_co: int) -> tuple[int, int, int,
 def _clear_caches() -> None:
     """Forget every cached table and count (benchmarks time the model cold with it)."""
     for fn in (
-        _tapped_counts, _chunk_table, _tile_summary, _table_summary, _tile_stats, _layout,
-        _hardware_counts, _map_layer_cached,
+        _tapped_counts, _prefix_sums, _chunk_table, _tile_summary, _table_summary, _tile_stats,
+        _layout, _hardware_counts, _map_layer_cached,
     ):  # fmt: skip
         fn.cache_clear()
 
