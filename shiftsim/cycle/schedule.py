@@ -4,11 +4,15 @@ The cycle-stepped model (:mod:`shiftsim.cycle.model`) and the analytic model
 (:mod:`shiftsim.cost`) both run the :class:`Plan` that :func:`plan` chooses; the stepped model
 then counts every event as it moves data, while :func:`hardware_counts` gives the same counts
 in closed form, which is what makes their agreement a test. For speed (a sweep evaluates
-thousands of machines) the closed forms never build the per-pass table: they run over the
-chunks of one weight tile at a time (every full tile of an ungrouped layer is alike, so a
-tile's sums count for all of them and only the tile boundaries are evaluated apart), and over
-a chunk's input-channel tiles as ``m - 1`` full tiles plus the last; tables, counts and
-mapping searches are cached per geometry, datapath description and machine.
+thousands of machines) the closed forms never walk the chunks when they evaluate a machine:
+every full weight tile of an ungrouped layer is alike, and a tile's chunk sequence is
+summarised once (per geometry and number of units) into its distinct chunks *in context* (the
+chunk's features, the next chunk's, the previous chunk's length: everything a term of the
+closed forms reads) with their multiplicities (:class:`_Summary`), so that every sum over the
+chunks is a weighted sum over a few hundred rows, and a chunk's ``m`` passes are ``m - 1``
+full input-channel tiles plus the last. The mapping search reads each output tile's buffer
+needs from cached maxima and skips output tiles whose DRAM lower bound cannot beat the best
+found. Summaries, maxima, counts and mappings are cached.
 The formulas are in the package docstring of :mod:`shiftsim.cycle`.
 """
 
