@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -102,6 +102,14 @@ class Geometry:
     def cg(self) -> int:
         """Input channels per group."""
         return self.c // self.groups
+
+    def __hash__(self) -> int:
+        # the caches look a geometry up many times per machine: hash its ints once
+        return self._hash
+
+    @functools.cached_property
+    def _hash(self) -> int:
+        return hash(tuple(getattr(self, f.name) for f in fields(self)))
 
     @property
     def outputs(self) -> int:
@@ -786,6 +794,15 @@ def buffer_needs(
     return _needs(g, p, hw, st, tile_c, weights, input_resident)
 
 
+#: The buffers, in the order of :func:`_need_bits`.
+_BUFFERS = (
+    "input_buffer_bytes",
+    "shift_buffer_bytes",
+    "weight_buffer_bytes",
+    "output_buffer_bytes",
+)
+
+
 def _needs(
     g: Geometry,
     p: HardwareDesc,
@@ -796,36 +813,47 @@ def _needs(
     input_resident: bool,
 ) -> dict[str, int]:
     """:func:`buffer_needs` from the chunk sequence's :func:`_stats`."""
+    bits = _need_bits(g, p, parallel_outputs(p, hw), st, tile_c, weights, input_resident)
+    return dict(zip(_BUFFERS, bits, strict=True))
+
+
+def _need_bits(
+    g: Geometry,
+    p: HardwareDesc,
+    a_units: int,
+    st: tuple[int, int, int, int, int, bool],
+    tile_c: int,
+    weights: int,
+    input_resident: bool,
+) -> tuple[int, int, int, int]:
+    """Bits of the input, shift, weight and output buffers (see :func:`buffer_needs`)."""
     rows_next, box_next, vmax, ct_max, dco_max, _ = st
-    m = -(-g.cg // tile_c)
+    cg = g.cg
+    m = -(-cg // tile_c)
     word = p.words_per_input * p.word_bits
     if m == 1:
         if input_resident:
             inp = 2 * _tapped_rows(g) * g.c * _tapped_cols(g) * p.act_bits
         else:
-            inp = rows_next * g.cg * _tapped_cols(g) * p.act_bits
-        shift = box_next * g.cg * word
+            inp = rows_next * cg * _tapped_cols(g) * p.act_bits
+        shift = box_next * cg * word
     else:  # two consecutive passes: within a chunk, or a chunk's last and the next's first
         # Within a chunk: its largest window times two full tiles' channels (a full and the
         # last when m = 2). Across chunks (the last tile's channels, then a full tile's) it
         # is never more: each window is at most the largest and last <= tile_c.
-        last = g.cg - (m - 1) * tile_c
+        last = cg - (m - 1) * tile_c
         both = vmax * (2 * tile_c if m > 2 else tile_c + last)
         inp = both * p.act_bits
         shift = both * word
     k = g.kh * g.kw * p.weight_bits
     if weights == WEIGHTS_RESIDENT:
-        wgt = g.co * g.cg * k
+        wgt = g.co * cg * k
     elif weights == WEIGHTS_SWEEP:
-        wgt = 2 * ct_max * g.cg * k
+        wgt = 2 * ct_max * cg * k
     else:
-        wgt = 2 * dco_max * min(tile_c, g.cg) * k
-    return {
-        "input_buffer_bytes": inp,
-        "shift_buffer_bytes": shift if p.has_shift_unit else 0,
-        "weight_buffer_bytes": wgt,
-        "output_buffer_bytes": 2 * min(parallel_outputs(p, hw), g.outputs) * p.acc_bits,
-    }
+        wgt = 2 * dco_max * min(tile_c, cg) * k
+    out = 2 * min(a_units, g.outputs) * p.acc_bits
+    return inp, shift if p.has_shift_unit else 0, wgt, out
 
 
 def _cdiv(a: NDArray[np.int64] | int, b: int) -> NDArray[np.int64]:
@@ -1179,7 +1207,8 @@ def _dram_lower_bound(g: Geometry, p: HardwareDesc, hw: Hardware) -> Callable[[i
     return bound
 
 
-def _candidates(limit: int, unit: int) -> list[int]:
+@functools.lru_cache(maxsize=4096)
+def _candidates(limit: int, unit: int) -> tuple[int, ...]:
     """``limit``, the multiples ``unit * 2**j`` below it and ``unit / 2**j`` down to 1."""
     vals = {limit}
     v = unit
@@ -1192,39 +1221,25 @@ def _candidates(limit: int, unit: int) -> list[int]:
             vals.add(v)
         v //= 2
     vals.add(1)
-    return sorted(vals, reverse=True)
-
-
-def _mapping(
-    g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int
-) -> tuple[Plan, dict[str, int]]:
-    """The plan of these tiles (weight placement and input residency chosen) and its needs."""
-    weights, resident, dataflow, needs = _choose(g, p, hw, tile_co, tile_c)
-    chunks = _chunk_table(g, parallel_outputs(p, hw), tile_co)
-    return Plan(tile_co, tile_c, weights, resident, dataflow, chunks, g.cg), needs
+    return tuple(sorted(vals, reverse=True))
 
 
 def _choose(
-    g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int
-) -> tuple[int, bool, str, dict[str, int]]:
-    """Weight placement, input residency and dataflow of these tiles, and their needs."""
+    g: Geometry,
+    p: HardwareDesc,
+    hw: Hardware,
+    st: tuple[int, int, int, int, int, bool],
+    tile_co: int,
+    tile_c: int,
+    weights: int,
+) -> tuple[bool, str, tuple[int, int, int, int]]:
+    """Input residency and dataflow of these tiles, and their buffers' bits."""
     a_units = parallel_outputs(p, hw)
-    st = _tile_stats(g, a_units, tile_co)
-    weights = _weight_mode(g, p, hw, tile_co)
     resident = _input_resident(g, p, hw, tile_co, tile_c)
     per_unit = g.cg * g.kh * g.kw
     ws = tile_c >= g.cg and a_units % tile_co == 0 and per_unit <= hw.weight_rf_entries
     ws = ws and st[5]
-    return (
-        weights,
-        resident,
-        "ws" if ws else "os",
-        _needs(g, p, hw, st, tile_c, weights, resident),
-    )
-
-
-def _fits(needs: dict[str, int], hw: Hardware) -> bool:
-    return all(bits <= getattr(hw, name) * 8 for name, bits in needs.items())
+    return resident, "ws" if ws else "os", _need_bits(g, p, a_units, st, tile_c, weights, resident)
 
 
 def smallest_tile_needs(g: Geometry, p: HardwareDesc, hw: Hardware) -> dict[str, int]:
@@ -1273,6 +1288,8 @@ def plan(
     top_os: int | None = None  # the least DRAM traffic found, of any and of a ws candidate
     top_ws: int | None = None
     lower = _dram_lower_bound(g, p, hw)
+    caps = tuple(getattr(hw, name) * 8 for name in _BUFFERS)
+    tile_cs = _candidates(g.cg, hw.tree_width)
     for tile_co in _candidates(g.co, a_units):
         # skip what cannot beat the best found (a tie loses to the larger tile found first)
         bound = lower(tile_co)
@@ -1281,9 +1298,11 @@ def plan(
             break  # the bound only grows as the tiles shrink
         if os_done and a_units % tile_co != 0:
             continue  # nor can it be weight-stationary
-        for tile_c in _candidates(g.cg, hw.tree_width):
-            weights, resident, dataflow, needs = _choose(g, p, hw, tile_co, tile_c)
-            if _fits(needs, hw):
+        st = _tile_stats(g, a_units, tile_co)
+        weights = _weight_mode(g, p, hw, tile_co)
+        for tile_c in tile_cs:
+            resident, dataflow, needs = _choose(g, p, hw, st, tile_co, tile_c, weights)
+            if all(n <= c for n, c in zip(needs, caps, strict=True)):
                 segs = _segments(g, a_units, tile_co)
                 dram = _dram(g, p, segs, tile_c, weights, resident)
                 found.append(((dram, -tile_co), (tile_co, tile_c, weights, resident, dataflow)))
@@ -1294,8 +1313,7 @@ def plan(
         if top_os == floor and (not want_ws or top_ws == floor):
             break  # nothing smaller can beat them (ties: the larger tile)
     if not found:
-        needs = smallest_tile_needs(g, p, hw)
-        for name, need in needs.items():
+        for name, need in smallest_tile_needs(g, p, hw).items():
             if need > getattr(hw, name):
                 raise ValueError(
                     f"{where}: {name}={getattr(hw, name)} is too small for this layer: the"
