@@ -13,12 +13,21 @@ MAC: 8-bit inputs and weights; 32-bit accumulators).
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from shiftsim.cost import estimate, mapping
-from shiftsim.cycle.schedule import _dram_lower_bound, describe, geometry
+from shiftsim.cycle.schedule import (
+    _chunk_table,
+    _dram_lower_bound,
+    _table_summary,
+    _tile_segment,
+    _tile_summary,
+    describe,
+    geometry,
+)
 from shiftsim.datapath.mac import FixedMacDatapath
 from shiftsim.datapath.shift_add import ShiftAddDatapath
 from shiftsim.hardware import Hardware
@@ -247,3 +256,62 @@ def test_search_chooses_the_exhaustive_best(case, hw, shift):
                 for flow in ("os", "ws")
             }
             assert c.energy_pj == min(e.values())
+
+
+def _triples(d):
+    """Every chunk of a chunk table in context: its features, the next's, the previous length."""
+    grp = d["groups"]
+    feats = {
+        "length": d["length"], "rg": d["rows"] * grp, "nrg": d["new_rows"] * grp,
+        "bg": d["box"] * grp, "nbg": d["new_box"] * grp, "dco": d["distinct_co"],
+        "k0": (d["k"] == 0) * 1, "same": d["same_co"], "ct": d["ct"], "reads": d["reads"],
+    }  # fmt: skip
+    n = len(d["length"])
+    out = Counter()
+    for j in range(n):
+        cur = tuple(int(v[j]) for v in feats.values())
+        nxt = None
+        if j + 1 < n:
+            nxt = tuple(int(feats[k][j + 1]) for k in ("nrg", "bg", "nbg", "dco", "k0", "ct"))
+        prev = int(d["length"][j - 1]) if j > 0 else None
+        out[(cur, nxt, prev)] += 1
+    return out
+
+
+def _summary_triples(s):
+    """The same multiset from a summary's rows and weights."""
+    keys = ("length", "rg", "nrg", "bg", "nbg", "dco", "k0", "same", "ct", "reads")
+    out = Counter()
+    for r in range(len(s.w)):
+        cur = tuple(int(s.cur[k][r]) for k in keys)
+        nxt = None
+        if s.has_next[r]:
+            nxt = tuple(int(s.nxt[k][r]) for k in ("nrg", "bg", "nbg", "dco", "k0", "ct"))
+        prev = int(s.prev_len[r]) if s.has_prev[r] else None
+        out[(cur, nxt, prev)] += int(s.w[r])
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(_layers(), st.integers(1, 6), st.integers(1, 4), st.booleans())
+def test_summaries_keep_every_chunk_in_context(case, a_units, q, multiple):
+    """A summary (direct, or built from the ``A``-channel tile's for ``q*A``) stands for
+    exactly the chunks of the table, each with its next chunk and its previous length."""
+    layer, shape = case
+    g = geometry(layer, shape)
+    if g.groups != 1:
+        for tile_co in {1, a_units, g.co}:
+            table = _chunk_table(g, a_units, min(tile_co, g.co))
+            assert _summary_triples(_table_summary(g, a_units, min(tile_co, g.co))) == _triples(
+                table
+            )
+        return
+    ct = q * a_units if multiple else q
+    s = _tile_summary(g, a_units, ct)
+    d = _tile_segment(g, a_units, ct)
+    assert s.n == len(d["length"])
+    assert _summary_triples(s) == _triples(d)
+    assert int(s.w[s.first]) == int(s.w[s.last]) == 1
+    assert not s.has_prev[s.first] and not s.has_next[s.last]
+    assert int(s.cur["length"][s.first]) == int(d["length"][0])
+    assert int(s.cur["nrg"][s.last]) == int(d["new_rows"][-1])
