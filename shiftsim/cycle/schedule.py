@@ -587,7 +587,7 @@ def _clear_caches() -> None:
     """Forget every cached table and count (benchmarks time the model cold with it)."""
     for fn in (
         _tapped_counts, _prefix_sums, _chunk_table, _tile_summary, _table_summary, _tile_stats,
-        _layout, _hardware_counts, _map_layer_cached,
+        _layout, _candidates, _hardware_counts, _map_layer_cached,
     ):  # fmt: skip
         fn.cache_clear()
 
