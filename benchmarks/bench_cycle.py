@@ -52,13 +52,15 @@ def best_time(fn, repeat: int) -> tuple[float, object]:
     return best, out
 
 
-def median_time(fn, repeat: int) -> tuple[float, object]:
-    times, out = [], None
+def median_time(fn, repeat: int) -> tuple[float, float, object]:
+    """Median wall-clock and CPU (this process) seconds of ``fn`` over ``repeat`` runs."""
+    wall, cpu, out = [], [], None
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), out
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return float(np.median(wall)), float(np.median(cpu)), out
 
 
 def x_small(x):
@@ -116,6 +118,7 @@ def bench_analytic(repeat: int) -> None:
     ``sweep``: a new machine for every pass (the preset with its four buffers scaled), the
     layer geometry's tables cached, as in a sweep over hardware points;
     ``warm``: the same machine again (the mapping search cached).
+    Wall-clock and CPU (this process: less sensitive to a loaded machine) medians.
     """
     rng = np.random.default_rng(0)
     for net in ("resnet18", "googlenet"):
@@ -140,16 +143,19 @@ def bench_analytic(repeat: int) -> None:
                 base.replace(**{b: getattr(base, b) * (8 + i) // 8 for b in _BUFFERS})
                 for i in range(1, 1000)
             )
-            t_cold, counts = median_time(cold, repeat)
+            t_cold, c_cold, counts = median_time(cold, repeat)
             run(next(machines))  # the layers' tables for this preset's units, once
-            t_sweep, _ = median_time(lambda run=run, machines=machines: run(next(machines)), repeat)
-            t_warm, _ = median_time(lambda run=run, base=base: run(base), repeat)
+            t_sweep, c_sweep, _ = median_time(
+                lambda run=run, machines=machines: run(next(machines)), repeat
+            )
+            t_warm, c_warm, _ = median_time(lambda run=run, base=base: run(base), repeat)
             total = sum(counts)
             n = len(layers)
             print(
                 f"analytic model, {net} ({n} layers) on Hardware.{hw_name}: ms/layer "
                 f"cold {t_cold / n * 1e3:.3f}, sweep {t_sweep / n * 1e3:.3f}, "
-                f"warm {t_warm / n * 1e3:.3f} (target <= 0.3); ms/network cold "
+                f"warm {t_warm / n * 1e3:.3f} (target <= 0.3; CPU {c_cold / n * 1e3:.3f}, "
+                f"{c_sweep / n * 1e3:.3f}, {c_warm / n * 1e3:.3f}); ms/network cold "
                 f"{t_cold * 1e3:.1f}, sweep {t_sweep * 1e3:.1f}, warm {t_warm * 1e3:.1f}; "
                 f"{total.cycles:,d} cycles, {total.energy_pj * 1e-6:,.1f} uJ"
             )
