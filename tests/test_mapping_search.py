@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -315,3 +316,31 @@ def test_summaries_keep_every_chunk_in_context(case, a_units, q, multiple):
     assert not s.has_prev[s.first] and not s.has_next[s.last]
     assert int(s.cur["length"][s.first]) == int(d["length"][0])
     assert int(s.cur["nrg"][s.last]) == int(d["new_rows"][-1])
+
+
+@pytest.mark.parametrize(
+    ("co", "input_bytes", "weight_bytes", "pipelined", "tile_co", "n_ctiles"),
+    [
+        (20, 1500, 1500, True, 6, 1),  # tiles of 2A and a rest of 2, line buffer
+        (20, 400, 1500, False, 6, 3),  # the same in box mode, not pipelined
+        (40, 1500, 3000, True, 12, 1),  # tiles of 4A: middle copies of every chunk
+        (40, 1500, 3000, False, 12, 1),  # not pipelined
+    ],
+)
+def test_cycle_model_agrees_on_tiles_of_several_units(
+    rng, co, input_bytes, weight_bytes, pipelined, tile_co, n_ctiles
+):
+    """Output tiles of ``q*A`` channels (summarised from the ``A``-channel tile's), a rest
+    tile, batch 2: the stepped model and the closed forms agree on every count."""
+    layer = Conv2d(12, co, 3, padding=1)
+    x = rng.integers(0, 256, size=(2, 12, 9, 11))
+    w = rng.integers(-128, 128, size=layer.weight_shape)
+    hw = Hardware.tiny().replace(
+        acc_units=3, tree_width=4, input_buffer_bytes=input_bytes,
+        weight_buffer_bytes=weight_bytes, pipelined=pipelined, dataflow="os",
+    )  # fmt: skip
+    dp = FixedMacDatapath()
+    m = mapping(layer, dp, hw, x.shape)
+    assert (m["tile_co"], m["n_ctiles"], m["weights"]) == (tile_co, n_ctiles, "sweep")
+    res = dp.run(layer, w, x, level="cycle", hardware=hw)
+    assert res.counts.replace(overflows=0) == estimate(layer, dp, hw, x=x)
