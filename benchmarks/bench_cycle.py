@@ -5,9 +5,10 @@ Cycle model: ResNet-18's ``Conv2_1a`` (64 -> 64 channels, 3x3, 56x56, padding 1)
 the log datapath (log accumulation), after a warm-up (compilation excluded), best of
 ``--repeat`` runs; it also checks the cycle model against the analytic model (given the
 data) on every count but the overflows. Analytic model: every layer of ResNet-18 and
-GoogLeNet (``padding="same"``) on every preset, best of ``--repeat`` passes, in ms per
-layer (the mapping search included): cold (every cache emptied), in a sweep (a new machine
-each pass) and warm (the same machine again). Then the machine.
+GoogLeNet (``padding="same"``) on every preset, the median of ``--repeat`` passes, in ms per
+layer and per network (the mapping search included): cold (every cache emptied), in a sweep
+(a new machine each pass: the layers' tables for its ``acc_units`` cached) and warm (the
+same machine again: the mapping cached). Then the machine and its load.
 
 Run::
 
@@ -49,6 +50,17 @@ def best_time(fn, repeat: int) -> tuple[float, object]:
         out = fn()
         best = min(best, time.perf_counter() - t0)
     return best, out
+
+
+def median_time(fn, repeat: int) -> tuple[float, float, object]:
+    """Median wall-clock and CPU (this process) seconds of ``fn`` over ``repeat`` runs."""
+    wall, cpu, out = [], [], None
+    for _ in range(repeat):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return float(np.median(wall)), float(np.median(cpu)), out
 
 
 def x_small(x):
@@ -106,6 +118,7 @@ def bench_analytic(repeat: int) -> None:
     ``sweep``: a new machine for every pass (the preset with its four buffers scaled), the
     layer geometry's tables cached, as in a sweep over hardware points;
     ``warm``: the same machine again (the mapping search cached).
+    Wall-clock and CPU (this process: less sensitive to a loaded machine) medians.
     """
     rng = np.random.default_rng(0)
     for net in ("resnet18", "googlenet"):
@@ -130,15 +143,20 @@ def bench_analytic(repeat: int) -> None:
                 base.replace(**{b: getattr(base, b) * (8 + i) // 8 for b in _BUFFERS})
                 for i in range(1, 1000)
             )
-            t_cold, counts = best_time(cold, repeat)
-            t_sweep, _ = best_time(lambda run=run, machines=machines: run(next(machines)), repeat)
-            t_warm, _ = best_time(lambda run=run, base=base: run(base), repeat)
+            t_cold, c_cold, counts = median_time(cold, repeat)
+            run(next(machines))  # the layers' tables for this preset's units, once
+            t_sweep, c_sweep, _ = median_time(
+                lambda run=run, machines=machines: run(next(machines)), repeat
+            )
+            t_warm, c_warm, _ = median_time(lambda run=run, base=base: run(base), repeat)
             total = sum(counts)
             n = len(layers)
             print(
                 f"analytic model, {net} ({n} layers) on Hardware.{hw_name}: ms/layer "
                 f"cold {t_cold / n * 1e3:.3f}, sweep {t_sweep / n * 1e3:.3f}, "
-                f"warm {t_warm / n * 1e3:.3f} (target <= 0.3); "
+                f"warm {t_warm / n * 1e3:.3f} (target <= 0.3; CPU {c_cold / n * 1e3:.3f}, "
+                f"{c_sweep / n * 1e3:.3f}, {c_warm / n * 1e3:.3f}); ms/network cold "
+                f"{t_cold * 1e3:.1f}, sweep {t_sweep * 1e3:.1f}, warm {t_warm * 1e3:.1f}; "
                 f"{total.cycles:,d} cycles, {total.energy_pj * 1e-6:,.1f} uJ"
             )
 
@@ -154,7 +172,8 @@ def main() -> None:
     print(
         f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs; "
         f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}"
-        f", numba threads {numba.get_num_threads()}"
+        f", numba threads {numba.get_num_threads()}; load average "
+        + ", ".join(f"{v:.2f}" for v in os.getloadavg())
     )
 
 

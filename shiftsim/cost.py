@@ -278,7 +278,8 @@ def estimate(
         inputs = g.batch * g.c * g.h * g.w
         zeros = 0
         if code is not None:
-            zeros = int(np.count_nonzero(_shift_index(layer, code, g, n) == 0))
+            index = _shift_index(layer, code, g, n)
+            zeros = index.size - int(np.count_nonzero(index))
         arith = {
             "shift_ops": inputs * p.max_shift,
             "negations": inputs * (p.max_shift + 1),

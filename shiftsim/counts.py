@@ -121,6 +121,8 @@ class Counts:
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
+            if type(v) is int and v >= 0 and f.name != "energy_pj":
+                continue  # already a plain non-negative int (the common case, fast)
             if f.name == "energy_pj":
                 if isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
                     raise TypeError(f"energy_pj must be a number, got {v!r}")

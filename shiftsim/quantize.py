@@ -31,6 +31,7 @@ __all__ = [
     "LogCode",
     "ShiftCode",
     "check_scale",
+    "count_log_clipped",
     "log_from_fixed",
     "quantize_linear",
     "quantize_log",
@@ -413,6 +414,21 @@ def _clip_log(
     sign = np.where(e < fmt.e_min, 0, sign).astype(np.int8)
     e = np.clip(e, fmt.e_min, fmt.e_max)
     return np.where(sign == 0, fmt.e_min, e).astype(np.int64), sign
+
+
+def count_log_clipped(values: ArrayLike, fmt: LogFormat) -> int:
+    """How many values LogQuant clips: at or above the rounding boundary above ``fmt``'s top code.
+
+    The boundary is ``2**((e_max + 1/2) / k)``; magnitudes count (a signed format clips both
+    ways).
+
+    Examples
+    --------
+    >>> count_log_clipped([1.0, 1.4, 1.5, -3.0], LogFormat(2, 1))  # top code 2**0, from 2**0.5
+    2
+    """
+    boundary = 2.0 ** ((fmt.e_max + 0.5) / fmt.k)
+    return int(np.count_nonzero(np.abs(np.asarray(values, dtype=np.float64)) >= boundary))
 
 
 def quantize_log(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from shiftsim.counts import Counts
 from shiftsim.datapath.mac import FixedMacDatapath, MacCode
-from shiftsim.formats import FixedFormat, Overflow
+from shiftsim.formats import FixedFormat, LogFormat, Overflow
 from shiftsim.layers import Conv2d, Linear
 from shiftsim.quantize import quantize_linear
 from tests.levels import LEVELS, arithmetic
@@ -188,3 +191,70 @@ def test_bad_operands():
         dp.prepare(layer, np.zeros((2, 2)), np.zeros((1, 2, 3, 3)))
     with pytest.raises(ValueError, match="bias must have shape"):
         dp.prepare(layer, np.zeros((1, 2, 2, 2)), np.zeros((1, 2, 3, 3)), np.zeros(3))
+
+
+# --- log-quantised activations (act_log) ------------------------------------------------------
+
+
+def _logquant_oracle(x: float, bits: int, fsr: int, frac: int) -> Fraction:
+    """SPEC §4's LogQuant (base 2) decided with exact rationals: nearest e with x**2 in
+    [2**(2e-1), 2**(2e+1)), flushed at e <= fsr - 2**bits, clipped to fsr - 1; then 0 when
+    below the LSB 2**-frac of the activation format."""
+    if x == 0:
+        return Fraction(0)
+    sq = Fraction(abs(x)) ** 2
+    e = 0
+    while sq >= Fraction(2) ** (2 * e + 1):
+        e += 1
+    while sq < Fraction(2) ** (2 * e - 1):
+        e -= 1
+    if e <= fsr - 2**bits:
+        return Fraction(0)
+    e = min(e, fsr - 1)
+    if e < -frac:
+        return Fraction(0)
+    return (1 if x > 0 else -1) * Fraction(2) ** e
+
+
+@given(
+    bits=st.integers(1, 4),
+    fsr=st.integers(-2, 6),
+    x=st.lists(
+        st.floats(-300, 300, allow_nan=False, allow_infinity=False), min_size=1, max_size=12
+    ),
+    signed=st.booleans(),
+    below=st.integers(-3, 2),
+)
+def test_log_activations_are_logquant_values(bits, fsr, x, signed, below):
+    log = LogFormat(bits, fsr, signed=False)
+    e_min = fsr - 2**bits + 1
+    frac = max(1 - fsr, -e_min - below)  # LSB on, above (codes flush) or below the smallest
+    act = FixedFormat(max(1, fsr) + frac + int(signed), frac, signed=signed)
+    dp = FixedMacDatapath(weight=FixedFormat(8, 7), act=act, act_log=log)
+    xs = [v if signed else abs(v) for v in x]
+    prep = dp.prepare(Linear(len(xs), 1), np.ones((1, len(xs))), np.array([xs]))
+    want = [_logquant_oracle(v, bits, fsr, frac) for v in xs]
+    assert [Fraction(v) for v in prep.x_deq.ravel().tolist()] == want
+    assert prep.x_in.ravel().tolist() == [int(v * 2**frac) for v in want]  # exact in act
+    clipped_x = sum(Fraction(v) ** 2 >= 2 * Fraction(4) ** (fsr - 1) for v in xs)  # >= 2**(fsr-.5)
+    # every weight is the peak: w / max|w| = 1 saturates to 127/128 in FixedFormat(8, 7)
+    assert prep.clipped == clipped_x + len(xs)
+    # the arithmetic is the MAC's: golden == functional on the log-valued operands
+    g = dp.run(Linear(len(xs), 1), prep.code, prep.x_in, level="golden")
+    f = dp.run(Linear(len(xs), 1), prep.code, prep.x_in, level="functional")
+    np.testing.assert_array_equal(g.y_raw, f.y_raw)
+    assert arithmetic(g.counts) == arithmetic(f.counts)
+
+
+@pytest.mark.parametrize(
+    ("act", "act_log", "error", "match"),
+    [
+        (FixedFormat(12, 8), "3-bit log", TypeError, "act_log must be a LogFormat or None"),
+        (FixedFormat(12, 8), LogFormat(3, 4, base="sqrt2"), ValueError, "act_log must be base 2"),
+        (FixedFormat(6, 3), LogFormat(3, 4), ValueError, r"cannot hold act_log's largest code"),
+        (FixedFormat(8, -4), LogFormat(3, 4), ValueError, r"largest code 2\*\*3"),
+    ],
+)
+def test_bad_log_activations(act, act_log, error, match):
+    with pytest.raises(error, match=match):
+        FixedMacDatapath(act=act, act_log=act_log)

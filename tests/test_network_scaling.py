@@ -12,7 +12,7 @@ from shiftsim import FixedFormat, LogDatapath, LogFormat, ShiftAddDatapath
 from shiftsim.datapath.mac import FixedMacDatapath
 from shiftsim.layers import Linear
 from shiftsim.network import Network, Node, RangeWarning, weight_gain
-from shiftsim.network.activations import act_format, log_carrier_format
+from shiftsim.network.activations import act_format, log_calibrated_format, log_carrier_format
 from shiftsim.quantize import quantize_log
 
 
@@ -37,7 +37,13 @@ def test_log_carrier_format_by_hand() -> None:
     with pytest.raises(ValueError, match="scaling='fixed' cannot carry"):
         log_carrier_format(LogFormat(7, 0))
     dp = LogDatapath(act=LogFormat(3, 7, signed=False))
-    assert act_format(dp) == FixedFormat(7, 0, signed=False)
+    # calibrated: codes 2**0 .. 2**6 round up from 2**6.5, so the top is 2**6 (integer bits 6)
+    assert act_format(dp) == FixedFormat(10, 4, signed=False)
+    assert log_calibrated_format(LogFormat(3, 7, signed=True)) == FixedFormat(11, 4, signed=True)
+    # base sqrt2, fsr 5, 4 bits: top code 2**4.5 clips from 2**4.75: carrier top 2**4; e_min -5
+    assert log_calibrated_format(LogFormat(4, 5, base="sqrt2")) == FixedFormat(12, 7, signed=True)
+    # 7-bit base 2: 127 octaves of codes; the LSB stops at 61 bits (lower codes flush)
+    assert log_calibrated_format(LogFormat(7, 0, signed=False)) == FixedFormat(61, 62, signed=False)
     assert act_format(dp, "fixed") == FixedFormat(11, 4, signed=False)
     with pytest.raises(ValueError, match="scaling must be one of"):
         act_format(dp, "peak")
@@ -56,12 +62,35 @@ def test_log_carrier_format_by_hand() -> None:
 )
 def test_fixed_scaling_uses_the_paper_fsr(x: float, want: float) -> None:
     net = _identity_net()
+    # fc1 (a fine MAC) passes x on in the network's units (fixed scaling: scale 1)
+    mac = FixedMacDatapath(weight=FixedFormat(8, 6), act=FixedFormat(12, 8, signed=False))
     dp = LogDatapath(act=LogFormat(2, 2, signed=False), weight=LogFormat(4, 0))
     cal = np.array([[0.3], [0.6], [1.3], [3.0], [4.0]])  # the input's scale: 4.0 is its top
-    res = net.run(np.array([[x]]), dp, calibration=cal, scaling="fixed")
-    # the input is calibrated (0.3 .. 4.0 in 7-bit, 5-fractional-bit fixed point: exact here)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RangeWarning)  # 3.0 clips
+        res = net.run(np.array([[x]]), {"fc1": mac, "fc2": dp}, calibration=cal, scaling="fixed")
     assert res.output is not None
     assert res.output.tolist() == [[want]]
+
+
+def test_fixed_scaling_puts_a_log_input_peak_on_the_top_code() -> None:
+    # the network input is calibrated with either scaling: read by LogFormat(2, 2) (codes
+    # 0.5, 1, 2; 2 from 2**1.5), the peak 4.0 maps to 2 - 1/32 (the carrier's 5 fractional
+    # bits), scale s = 4 / (63/32): 4.0 -> code 2, 2.0 -> 0.984 -> code 1, 1.2 -> 0.59 ->
+    # code 0.5, 0.5 -> 0.246 -> flushed. fc1 (weight 1) gives code * s in network units,
+    # which fc2 on a fine MAC passes on times 0.5.
+    net = _identity_net()
+    log = LogDatapath(act=LogFormat(2, 2, signed=False), weight=LogFormat(4, 0))
+    mac = FixedMacDatapath(weight=FixedFormat(8, 6), act=FixedFormat(16, 8, signed=False))
+    x = np.array([[4.0], [2.0], [1.2], [0.5]])
+    res = net.run(x, {"fc1": log, "fc2": mac}, calibration=x, scaling="fixed")
+    assert res.output is not None
+    s = 4 / (63 / 32)
+    got = res.output.ravel()
+    want = [2 * s / 2, 1 * s / 2, 0.5 * s / 2, 0.0]
+    # fc1's output is requantised to fc2's 8 fractional bits: within half an LSB of want
+    assert np.all(np.abs(got - want) <= 2.0**-9), (got, want)
+    assert int(res.table.set_index("layer").loc["fc1", "clipped"]) == 0
 
 
 def test_fixed_scaling_fsr_moves_the_window_of_codes() -> None:
@@ -84,6 +113,37 @@ def test_fixed_scaling_fsr_moves_the_window_of_codes() -> None:
         assert res.output.ravel().tolist() == expected, fsr
         clipped = int(res.table.set_index("layer").loc["fc2", "clipped"])
         assert clipped == {1: 1, 2: 1, 3: 0}[fsr]
+
+
+@pytest.mark.parametrize(
+    "fc2",
+    [
+        LogDatapath(act=LogFormat(3, 7, signed=False), weight=LogFormat(4, 0)),
+        # log activations with linear weights: the same codes, 0.5 exact as 1.0 * scale
+        FixedMacDatapath(
+            weight=FixedFormat(8, 6),
+            act=FixedFormat(11, 4, signed=False),
+            act_log=LogFormat(3, 7, signed=False),
+        ),
+    ],
+    ids=["log", "mac-log-act"],
+)
+def test_calibrated_log_activations_put_the_peak_on_the_top_code(fc2) -> None:
+    # fc1 (a fine MAC) passes x on; fc2 reads LogFormat(3, 7): codes 2**0 .. 2**6. Calibrated,
+    # the peak 3.0 maps to the carrier's top 1023/16, just under 2**6: scale s = 3 / (1023/16).
+    # 3.0 -> 63.94 -> code 2**6; 1.8 -> 38.4 -> 2**5; 3/64 -> 0.999 -> 2**0 (the smallest);
+    # 3/128 -> 0.4995 -> 2**-1: flushed. y = code * s * 0.5 (fc2's weight, exact).
+    # (Before the fix the carrier's top was 127 = 2**6.99: 3.0 clipped and 1.8 took 2**6.)
+    net = _identity_net()
+    mac = FixedMacDatapath(weight=FixedFormat(8, 6), act=FixedFormat(12, 8, signed=False))
+    x = np.array([[3.0], [1.8], [3.0 / 64], [3.0 / 128]])
+    res = net.run(x, {"fc1": mac, "fc2": fc2}, calibration=x[:2])
+    assert res.output is not None
+    s = 3.0 / (1023 / 16)
+    want = [64 * s / 2, 32 * s / 2, 1 * s / 2, 0.0]
+    np.testing.assert_allclose(res.output.ravel(), want, rtol=1e-12, atol=0)
+    assert int(res.table.set_index("layer").loc["fc2", "clipped"]) == 0
+    assert res.warnings() == []
 
 
 def test_fixed_linear_baseline_clips_at_its_full_scale_range() -> None:

@@ -126,11 +126,19 @@ def test_study_configs() -> None:
         ("log", "mitchell")
     ] * 2
     act = miy.activation_configs((3,), (6, 7))
-    lin6 = act[("linear", 3, 6)]
-    assert isinstance(lin6, FixedMacDatapath)
+    assert len(act) == 8
+    lin6 = act[("linear", "quantised", 3, 6)]
+    assert isinstance(lin6, FixedMacDatapath) and lin6.weight == FixedFormat(6, 5)
     assert lin6.act == FixedFormat(3, -3, signed=False)  # top value 2**6 - 2**3: fsr 6
-    log7 = act[("log", 3, 7)]
+    log7 = act[("log", "quantised", 3, 7)]
     assert isinstance(log7, LogDatapath) and log7.act == LogFormat(3, 7, signed=False)
+    # 16-bit weights: the same weights for both kinds, log codes on entry to the MAC
+    lin16, log16 = act[("linear", "16-bit", 3, 6)], act[("log", "16-bit", 3, 6)]
+    assert isinstance(lin16, FixedMacDatapath) and isinstance(log16, FixedMacDatapath)
+    assert lin16.weight == log16.weight == FixedFormat(16, 15)
+    assert log16.act_log == LogFormat(3, 6, signed=False) and log16.act.frac_bits == 16
+    with pytest.raises(ValueError, match="weights must hold"):
+        miy.activation_configs((3,), (6,), ("8-bit",))
 
 
 def _require(loader):  # type: ignore[no-untyped-def]

@@ -4,11 +4,15 @@ The cycle-stepped model (:mod:`shiftsim.cycle.model`) and the analytic model
 (:mod:`shiftsim.cost`) both run the :class:`Plan` that :func:`plan` chooses; the stepped model
 then counts every event as it moves data, while :func:`hardware_counts` gives the same counts
 in closed form, which is what makes their agreement a test. For speed (a sweep evaluates
-thousands of machines) the closed forms never build the per-pass table: they run over the
-chunks of one weight tile at a time (every full tile of an ungrouped layer is alike, so a
-tile's sums count for all of them and only the tile boundaries are evaluated apart), and over
-a chunk's input-channel tiles as ``m - 1`` full tiles plus the last; tables, counts and
-mapping searches are cached per geometry, datapath description and machine.
+thousands of machines) the closed forms never walk the chunks when they evaluate a machine:
+every full weight tile of an ungrouped layer is alike, and a tile's chunk sequence is
+summarised once (per geometry and number of units) into its distinct chunks *in context* (the
+chunk's features, the next chunk's, the previous chunk's length: everything a term of the
+closed forms reads) with their multiplicities (:class:`_Summary`), so that every sum over the
+chunks is a weighted sum over a few hundred rows, and a chunk's ``m`` passes are ``m - 1``
+full input-channel tiles plus the last. The mapping search reads each output tile's buffer
+needs from cached maxima and skips output tiles whose DRAM lower bound cannot beat the best
+found. Summaries, maxima, counts and mappings are cached.
 The formulas are in the package docstring of :mod:`shiftsim.cycle`.
 """
 
@@ -16,7 +20,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -98,6 +103,14 @@ class Geometry:
         """Input channels per group."""
         return self.c // self.groups
 
+    def __hash__(self) -> int:
+        # the caches look a geometry up many times per machine: hash its ints once
+        return self._hash
+
+    @functools.cached_property
+    def _hash(self) -> int:
+        return hash(tuple(getattr(self, f.name) for f in fields(self)))
+
     @property
     def outputs(self) -> int:
         """Outputs per batch element, ``Co*Ho*Wo``."""
@@ -174,11 +187,27 @@ def _real_per_position(g: Geometry) -> NDArray[np.int64]:
     return (rr[:, None] * cc[None, :]).ravel().astype(np.int64)
 
 
+@functools.lru_cache(maxsize=256)
+def _prefix_sums(
+    g: Geometry,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """Prefix sums of the tapped rows and columns; real taps per position and their sums."""
+    trow, tcol = tapped(g)
+    real = _real_per_position(g)
+    out = (
+        np.concatenate(([0], np.cumsum(trow))),
+        np.concatenate(([0], np.cumsum(tcol))),
+        real,
+        np.concatenate(([0], np.cumsum(real))),
+    )
+    for v in out:
+        v.flags.writeable = False
+    return out
+
+
 def _tile_chunks(g: Geometry, a_units: int, ct: int) -> dict[str, NDArray[np.int64]]:
     """Chunks of one output-channel tile of ``ct`` channels (see :func:`pass_table`)."""
-    trow, tcol = tapped(g)
-    rcum = np.concatenate(([0], np.cumsum(trow)))
-    ccum = np.concatenate(([0], np.cumsum(tcol)))
+    rcum, ccum, real, rcs = _prefix_sums(g)
     n_out = ct * g.ho * g.wo
     first = np.arange(-(-n_out // a_units), dtype=np.int64) * a_units
     length = np.minimum(a_units, n_out - first)
@@ -196,8 +225,6 @@ def _tile_chunks(g: Geometry, a_units: int, ct: int) -> dict[str, NDArray[np.int
     box = rows * _count(ccum, c0, c1)
     ir = _count(rcum, np.maximum(r0[1:], r0[:-1]), np.minimum(r1[1:], r1[:-1]))
     ic = _count(ccum, np.maximum(c0[1:], c0[:-1]), np.minimum(c1[1:], c1[:-1]))
-    real = _real_per_position(g)
-    rcs = np.concatenate(([0], np.cumsum(real)))
     inner = np.where(p1 > p0, rcs[p1] - rcs[np.minimum(p0 + 1, len(real))], 0)
     return {
         "first": first,
@@ -253,11 +280,6 @@ def _chunk_table(g: Geometry, a_units: int, tile_co: int) -> dict[str, NDArray[n
     return out
 
 
-#: A chunk sequence as segments: ``(chunks, n)`` is ``chunks`` repeated ``n`` times in a row.
-Segments = tuple[tuple[dict[str, NDArray[np.int64]], int], ...]
-
-
-@functools.lru_cache(maxsize=256)
 def _tile_segment(g: Geometry, a_units: int, ct: int) -> dict[str, NDArray[np.int64]]:
     """The chunks of one weight tile of ``ct`` channels, ungrouped (every tile alike).
 
@@ -291,58 +313,282 @@ def _tile_segment(g: Geometry, a_units: int, ct: int) -> dict[str, NDArray[np.in
     return out
 
 
+#: Per-chunk features a summary keeps (see :class:`_Summary`): the chunk's length, its
+#: window's rows, new rows, positions and new positions (each times the groups it spans),
+#: distinct output channels, whether it is a sweep's first chunk (``k0``), ``same_co``, the
+#: tile's channels and ``reads``.
+_CUR = ("length", "rg", "nrg", "bg", "nbg", "dco", "k0", "same", "ct", "reads")
+#: Features of the following chunk a chunk's terms read (its first pass's loads).
+_NXT = ("nrg", "bg", "nbg", "dco", "k0", "ct")
+
+
+@dataclass(frozen=True, eq=False)
+class _Summary:
+    """A chunk sequence compressed to its distinct chunks in context, with multiplicities.
+
+    Every closed form of this module is a sum or a maximum over chunks of a term that reads
+    the chunk's features, the next chunk's (its loads are prepared during this chunk) and
+    the previous chunk's length (its results are stored during this chunk). Row ``i`` is a
+    distinct such triple, ``w[i]`` how many chunks have it; a sum over the sequence is
+    ``sum(w * term(rows))``. The first chunk (row ``first``) and the last (row ``last``) are
+    rows of their own with weight 1: their previous (next) chunk lies outside the sequence
+    (``has_prev``/``has_next`` false), and the caller supplies it. A few hundred rows stand
+    for the tens of thousands of chunks of a large layer, and the search over tilings and
+    machines evaluates only those.
+    """
+
+    n: int
+    cur: dict[str, NDArray[np.int64]]
+    nxt: dict[str, NDArray[np.int64]]
+    prev_len: NDArray[np.int64]
+    w: NDArray[np.int64]
+    has_next: NDArray[np.bool_]
+    has_prev: NDArray[np.bool_]
+    first: int
+    last: int
+
+    @functools.cached_property
+    def sums(self) -> dict[str, int]:
+        """``sum(w * x)`` of every feature, and of ``dco`` and ``length`` where not ``same``."""
+        out = {k: int(np.dot(self.w, v)) for k, v in self.cur.items()}
+        keep = 1 - self.cur["same"]
+        out["dco_ns"] = int(np.dot(self.w, self.cur["dco"] * keep))
+        out["length_ns"] = int(np.dot(self.w, self.cur["length"] * keep))
+        out["k0ct"] = int(np.dot(self.w, self.cur["k0"] * self.cur["ct"]))
+        out["chunks"] = int(self.w.sum())
+        return out
+
+    @functools.cached_property
+    def _mod8(self) -> dict[str, tuple[int, list[int]]]:
+        """Per feature (filled on first use), ``sum(w * x)`` and each residue's weight."""
+        return {}
+
+    def bytes_sum(self, name: str, bits: int) -> int:
+        """``sum over chunks of ceil(x * bits / 8)`` for the feature ``name`` (``x >= 0``).
+
+        ``ceil(y / 8) = (y + (-y mod 8)) / 8`` and ``-x*bits mod 8`` depends only on
+        ``x mod 8``: the sum is exact from the residues' weights.
+        """
+        if name not in self._mod8:
+            x = self.cur["k0"] * self.cur["ct"] if name == "k0ct" else self.cur[name]
+            counts = np.bincount(x % 8, weights=self.w, minlength=8)
+            self._mod8[name] = (int(np.dot(self.w, x)), [int(v) for v in counts])
+        total, res = self._mod8[name]
+        return (total * bits + sum(c * (-r * bits % 8) for r, c in enumerate(res) if c)) // 8
+
+
+def _distinct(
+    cols: list[NDArray[np.int64]],
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The first index of each distinct row of the columns ``cols`` and how often it occurs.
+
+    The columns are packed into one integer key (mixed radix over each column's range) when
+    it fits in 62 bits, else compared as rows.
+    """
+    key = np.zeros(len(cols[0]), np.int64)
+    size = 1
+    for col in cols:
+        lo, hi = int(col.min()), int(col.max())
+        if hi > lo:
+            key += (col - lo) * size
+            size *= hi - lo + 1
+            if size >= 1 << 62:  # pragma: no cover - real layers pack into 62 bits
+                _, idx, counts = np.unique(
+                    np.stack(cols, axis=1), axis=0, return_index=True, return_counts=True
+                )
+                return idx, counts.astype(np.int64)
+    _, idx, counts = np.unique(key, return_index=True, return_counts=True)
+    return idx, counts.astype(np.int64)
+
+
+def _summarise(d: dict[str, NDArray[np.int64]]) -> _Summary:
+    """:class:`_Summary` of the chunks ``d`` (one array per key of :func:`pass_table`)."""
+    grp = d["groups"]
+    feat = {
+        "length": d["length"], "rg": d["rows"] * grp, "nrg": d["new_rows"] * grp,
+        "bg": d["box"] * grp, "nbg": d["new_box"] * grp, "dco": d["distinct_co"],
+        "k0": (d["k"] == 0).astype(np.int64), "same": d["same_co"], "ct": d["ct"],
+        "reads": d["reads"],
+    }  # fmt: skip
+    feat = {k: np.asarray(v, np.int64) for k, v in feat.items()}
+    n = len(feat["length"])
+    # rows: the first chunk, the last, then the distinct inner chunks in context
+    j_cur = [0] + ([n - 1] if n > 1 else [])
+    w = [1] * len(j_cur)
+    inner = np.zeros(0, np.int64)
+    counts = np.zeros(0, np.int64)
+    if n > 2:
+        cols = [feat[k][1:-1] for k in _CUR] + [feat[k][2:] for k in _NXT]
+        idx, counts = _distinct([*cols, feat["length"][:-2]])
+        inner = idx + 1
+    jc = np.concatenate((np.array(j_cur, np.int64), inner))
+    jn = np.minimum(jc + 1, n - 1)
+    jp = np.maximum(jc - 1, 0)
+    has_next = jc < n - 1
+    has_prev = jc > 0
+    return _Summary(
+        n=n,
+        cur={k: feat[k][jc] for k in _CUR},
+        nxt={k: feat[k][jn] for k in _NXT},
+        prev_len=feat["length"][jp],
+        w=np.concatenate((np.array(w, np.int64), counts)),
+        has_next=has_next,
+        has_prev=has_prev,
+        first=0,
+        last=1 if n > 1 else 0,
+    )
+
+
+def _copies(b: _Summary, q: int, ct: int) -> _Summary:
+    """The summary of a tile of ``ct = q*A`` channels from ``b``, the ``A``-channel tile's.
+
+    Every chunk of ``b`` (one position, all ``A`` long) becomes ``q`` chunks of the same
+    window, the copies after the first loading nothing new (see :func:`_tile_segment`):
+    each row of ``b`` gives its first copy, the ``q - 2`` middle ones and the last.
+    """
+    zero = np.zeros(len(b.w), np.int64)
+    ctv = np.full(len(b.w), ct, np.int64)
+    first = dict(b.cur, same=zero, ct=ctv)
+    later = dict(first, nrg=zero, nbg=zero, k0=zero)
+    to_copy = {"nrg": zero, "bg": b.cur["bg"], "nbg": zero, "dco": b.cur["dco"], "k0": zero,
+               "ct": ctv}  # fmt: skip
+    to_next = dict(b.nxt, ct=ctv)
+    yes = np.ones(len(b.w), bool)
+    parts = [(first, to_copy, b.prev_len, b.w, yes, b.has_prev)]
+    if q > 2:
+        parts.append((later, to_copy, b.cur["length"], b.w * (q - 2), yes, yes))
+    parts.append((later, to_next, b.cur["length"], b.w, b.has_next, yes))
+    return _Summary(
+        n=b.n * q,
+        cur={k: np.concatenate([pt[0][k] for pt in parts]) for k in _CUR},
+        nxt={k: np.concatenate([pt[1][k] for pt in parts]) for k in _NXT},
+        prev_len=np.concatenate([pt[2] for pt in parts]),
+        w=np.concatenate([pt[3] for pt in parts]),
+        has_next=np.concatenate([pt[4] for pt in parts]),
+        has_prev=np.concatenate([pt[5] for pt in parts]),
+        first=b.first,
+        last=(len(parts) - 1) * len(b.w) + b.last,
+    )
+
+
+#: A chunk sequence as segments: ``(summary, n)`` is the summary's chunks repeated ``n`` times.
+Segments = tuple[tuple[_Summary, int], ...]
+
+
+@functools.lru_cache(maxsize=4096)
+def _tile_summary(g: Geometry, a_units: int, ct: int) -> _Summary:
+    """:class:`_Summary` of :func:`_tile_segment` (a multiple of ``A`` from ``A``'s)."""
+    q, r = divmod(ct, a_units)
+    if q > 1 and r == 0:
+        return _copies(_tile_summary(g, a_units, a_units), q, ct)
+    return _summarise(_tile_segment(g, a_units, ct))
+
+
+@functools.lru_cache(maxsize=1024)
+def _table_summary(g: Geometry, a_units: int, tile_co: int) -> _Summary:
+    """:class:`_Summary` of :func:`_chunk_table`."""
+    return _summarise(_chunk_table(g, a_units, tile_co))
+
+
 def _segments(g: Geometry, a_units: int, tile_co: int) -> Segments:
-    """:func:`_chunk_table` as segments (ungrouped, every full weight tile is alike)."""
+    """:func:`_chunk_table` as summarised segments (ungrouped, every full tile is alike)."""
     if g.groups != 1:
-        return ((_chunk_table(g, a_units, tile_co), 1),)
+        return ((_table_summary(g, a_units, tile_co), 1),)
     n_full, rest = divmod(g.co, tile_co)
     segs = [
-        (_tile_segment(g, a_units, ct), n) for ct, n in ((tile_co, n_full), (rest, 1)) if ct and n
+        (_tile_summary(g, a_units, ct), n) for ct, n in ((tile_co, n_full), (rest, 1)) if ct and n
     ]
     return tuple(segs)
 
 
-def _seq_sum(segs: Segments, f: Callable[[dict[str, NDArray[np.int64]]], NDArray]) -> int:
-    """Sum over the chunk sequence of ``f(chunks)``."""
-    return sum(n * int(np.sum(f(d))) for d, n in segs)
+#: A per-row term of a summary: features in, one value per row (or a scalar) out.
+Term = Callable[[dict[str, NDArray[np.int64]]], NDArray[np.int64]]
 
 
-def _seq_max(segs: Segments, f: Callable[[dict[str, NDArray[np.int64]]], NDArray]) -> int:
-    """Maximum over the chunk sequence of ``f(chunks)``."""
-    return max(int(np.max(f(d))) for d, _ in segs)
+def _rows(s: _Summary, values: NDArray[np.int64] | int) -> NDArray[np.int64]:
+    """``values`` as one value per row of ``s``."""
+    v = np.asarray(values, np.int64)
+    return v if v.shape == s.w.shape else np.broadcast_to(v, s.w.shape)
 
 
-def _seq_max_next(
-    segs: Segments,
-    cur: Callable[[dict[str, NDArray[np.int64]]], NDArray[np.int64]],
-    new: Callable[[dict[str, NDArray[np.int64]]], NDArray[np.int64]],
-    first: Callable[[dict[str, NDArray[np.int64]]], NDArray[np.int64]],
-    more: bool,
-) -> int:
-    """Maximum over chunks of ``cur`` plus the next chunk's ``new`` (see :func:`_next`).
+def _wsum(s: _Summary, values: NDArray[np.int64] | int) -> int:
+    """Sum over the chunks of ``s`` of a per-row value (or a constant)."""
+    v = np.asarray(values, np.int64)
+    return int(np.dot(s.w, v)) if v.ndim else int(v) * s.n
+
+
+def _seq_sum(segs: Segments, f: Term) -> int:
+    """Sum over the chunk sequence of ``f(chunk)``."""
+    return sum(n * _wsum(s, f(s.cur)) for s, n in segs)
+
+
+def _seq_max(segs: Segments, f: Term) -> int:
+    """Maximum over the chunk sequence of ``f(chunk)``."""
+    return max(int(np.max(f(s.cur))) for s, _ in segs)
+
+
+def _seq_max_next(segs: Segments, cur: Term, new: Term, first: Term, more: bool) -> int:
+    """Maximum over chunks of ``cur`` plus the next chunk's ``new``.
 
     After the element's last chunk comes the next element's first chunk's ``first`` (when
     there is one), else 0.
     """
-    curs = [np.broadcast_to(cur(d), d["k"].shape) for d, _ in segs]
-    news = [np.broadcast_to(new(d), d["k"].shape) for d, _ in segs]
     vals = []
-    for i, (n, c, nw) in enumerate(zip((n for _, n in segs), curs, news, strict=True)):
-        if len(c) > 1:
-            vals.append(int((c[:-1] + nw[1:]).max()))
+    for i, (s, n) in enumerate(segs):
+        c = _rows(s, cur(s.cur))
+        inner = (c + _rows(s, new(s.nxt)))[s.has_next]
+        if inner.size:
+            vals.append(int(inner.max()))
+        c_last = int(c[s.last])
         if n > 1:
-            vals.append(int(c[-1] + nw[0]))
+            vals.append(c_last + int(_rows(s, new(s.cur))[s.first]))
         if i + 1 < len(segs):
-            vals.append(int(c[-1] + news[i + 1][0]))
+            t = segs[i + 1][0]
+            vals.append(c_last + int(_rows(t, new(t.cur))[t.first]))
         else:
-            head = np.broadcast_to(first(segs[0][0]), segs[0][0]["k"].shape)[0]
-            vals.append(int(c[-1] + (head if more else 0)))
+            t = segs[0][0]
+            vals.append(c_last + (int(_rows(t, first(t.cur))[t.first]) if more else 0))
     return max(vals)
+
+
+def _stats(g: Geometry, segs: Segments) -> tuple[int, int, int, int, int, bool]:
+    """The maxima the buffer needs of a chunk sequence read (none depends on the machine).
+
+    ``(rows_next, box_next, box, ct, distinct_co, same_co)``: the most tapped rows of a
+    window plus the next window's new rows, the same for positions, the largest window, the
+    largest tile, the most distinct output channels of a chunk (all per channel of a group),
+    and whether some chunk keeps every unit's output channel.
+    """
+
+    def rows(d: dict[str, NDArray[np.int64]]) -> NDArray[np.int64]:
+        return d["rg"]
+
+    def box(d: dict[str, NDArray[np.int64]]) -> NDArray[np.int64]:
+        return d["bg"]
+
+    more = g.batch > 1
+    return (
+        _seq_max_next(segs, rows, lambda d: d["nrg"], rows, more),
+        _seq_max_next(segs, box, lambda d: d["nbg"], box, more),
+        _seq_max(segs, box),
+        _seq_max(segs, lambda d: d["ct"]),
+        _seq_max(segs, lambda d: d["dco"]),
+        any(bool(s.cur["same"].any()) for s, _ in segs),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _tile_stats(g: Geometry, a_units: int, tile_co: int) -> tuple[int, int, int, int, int, bool]:
+    """:func:`_stats` of the weight tiles of ``tile_co`` channels."""
+    return _stats(g, _segments(g, a_units, tile_co))
 
 
 def _clear_caches() -> None:
     """Forget every cached table and count (benchmarks time the model cold with it)."""
-    for fn in (_tapped_counts, _chunk_table, _tile_segment, _hardware_counts, _map_layer_cached):
+    for fn in (
+        _tapped_counts, _prefix_sums, _chunk_table, _tile_summary, _table_summary, _tile_stats,
+        _layout, _candidates, _hardware_counts, _map_layer_cached,
+    ):  # fmt: skip
         fn.cache_clear()
 
 
@@ -544,61 +790,70 @@ def buffer_needs(
     Box mode: two consecutive passes' windows, their channels. Weights: all, two tiles, or
     two chunks' slices. Output: two chunks of results.
     """
-    return _needs(g, p, hw, ((chunks, 1),), tile_c, weights, input_resident)
+    st = _stats(g, ((_summarise(chunks), 1),))
+    return _needs(g, p, hw, st, tile_c, weights, input_resident)
+
+
+#: The buffers, in the order of :func:`_need_bits`.
+_BUFFERS = (
+    "input_buffer_bytes",
+    "shift_buffer_bytes",
+    "weight_buffer_bytes",
+    "output_buffer_bytes",
+)
 
 
 def _needs(
     g: Geometry,
     p: HardwareDesc,
     hw: Hardware,
-    segs: Segments,
+    st: tuple[int, int, int, int, int, bool],
     tile_c: int,
     weights: int,
     input_resident: bool,
 ) -> dict[str, int]:
-    """:func:`buffer_needs` of a chunk sequence given as segments."""
-    m = -(-g.cg // tile_c)
-    more = g.batch > 1
+    """:func:`buffer_needs` from the chunk sequence's :func:`_stats`."""
+    bits = _need_bits(g, p, parallel_outputs(p, hw), st, tile_c, weights, input_resident)
+    return dict(zip(_BUFFERS, bits, strict=True))
+
+
+def _need_bits(
+    g: Geometry,
+    p: HardwareDesc,
+    a_units: int,
+    st: tuple[int, int, int, int, int, bool],
+    tile_c: int,
+    weights: int,
+    input_resident: bool,
+) -> tuple[int, int, int, int]:
+    """Bits of the input, shift, weight and output buffers (see :func:`buffer_needs`)."""
+    rows_next, box_next, vmax, ct_max, dco_max, _ = st
+    cg = g.cg
+    m = -(-cg // tile_c)
     word = p.words_per_input * p.word_bits
     if m == 1:
-        cg = g.cg
         if input_resident:
             inp = 2 * _tapped_rows(g) * g.c * _tapped_cols(g) * p.act_bits
         else:
-
-            def rows(d: dict[str, NDArray[np.int64]]) -> NDArray[np.int64]:
-                return d["rows"] * d["groups"] * cg
-
-            inp = _seq_max_next(segs, rows, lambda d: d["new_rows"] * d["groups"] * cg, rows, more)
-            inp *= _tapped_cols(g) * p.act_bits
-
-        def box(d: dict[str, NDArray[np.int64]]) -> NDArray[np.int64]:
-            return d["box"] * d["groups"] * cg
-
-        both = _seq_max_next(segs, box, lambda d: d["new_box"] * d["groups"] * cg, box, more)
-        shift = both * word
+            inp = rows_next * cg * _tapped_cols(g) * p.act_bits
+        shift = box_next * cg * word
     else:  # two consecutive passes: within a chunk, or a chunk's last and the next's first
         # Within a chunk: its largest window times two full tiles' channels (a full and the
         # last when m = 2). Across chunks (the last tile's channels, then a full tile's) it
         # is never more: each window is at most the largest and last <= tile_c.
-        last = g.cg - (m - 1) * tile_c
-        vmax = _seq_max(segs, lambda d: d["box"] * d["groups"])
+        last = cg - (m - 1) * tile_c
         both = vmax * (2 * tile_c if m > 2 else tile_c + last)
         inp = both * p.act_bits
         shift = both * word
     k = g.kh * g.kw * p.weight_bits
     if weights == WEIGHTS_RESIDENT:
-        wgt = g.co * g.cg * k
+        wgt = g.co * cg * k
     elif weights == WEIGHTS_SWEEP:
-        wgt = 2 * _seq_max(segs, lambda d: d["ct"]) * g.cg * k
+        wgt = 2 * ct_max * cg * k
     else:
-        wgt = 2 * _seq_max(segs, lambda d: d["distinct_co"]) * min(tile_c, g.cg) * k
-    return {
-        "input_buffer_bytes": inp,
-        "shift_buffer_bytes": shift if p.has_shift_unit else 0,
-        "weight_buffer_bytes": wgt,
-        "output_buffer_bytes": 2 * min(parallel_outputs(p, hw), g.outputs) * p.acc_bits,
-    }
+        wgt = 2 * dco_max * min(tile_c, cg) * k
+    out = 2 * min(a_units, g.outputs) * p.acc_bits
+    return inp, shift if p.has_shift_unit else 0, wgt, out
 
 
 def _cdiv(a: NDArray[np.int64] | int, b: int) -> NDArray[np.int64]:
@@ -617,6 +872,74 @@ def hardware_counts(g: Geometry, p: HardwareDesc, hw: Hardware, pl: Plan) -> dic
     return dict(_hardware_counts(g, p, hw, pl.tile_co, pl.tile_c, pl.weights, pl.input_resident))
 
 
+@dataclass(frozen=True, eq=False)
+class _Layout:
+    """An element's chunk sequence as the rows of its segments' summaries, concatenated.
+
+    ``seq``: ``(summary, copies, head)`` per segment (``head``: its first chunk is the
+    element's first and loads every tapped row; with several copies it is a segment of its
+    own); ``offsets``: each segment's first row; ``stack``: the load features of every row
+    three times (for a last and a full input-channel tile, then the next chunk's);
+    ``length``/``prev_len``: each row's and its previous chunk's length; ``wn``: rows'
+    chunks in the element (weights times copies), ``wn_inner`` only where both neighbours
+    are in the segment; ``sums``: every feature summed over the element's chunks.
+    """
+
+    seq: tuple[tuple[_Summary, int, bool], ...]
+    offsets: tuple[int, ...]
+    rows: int
+    stack: dict[str, NDArray[np.int64]]
+    length: NDArray[np.int64]
+    prev_len: NDArray[np.int64]
+    wn: NDArray[np.int64]
+    wn_inner: NDArray[np.int64]
+    sums: dict[str, int]
+
+
+#: Features of a chunk's loads (``k0ct``: the tile's channels at a sweep's first chunk).
+_LOADS = ("nrg", "bg", "nbg", "dco", "k0ct")
+
+
+@functools.lru_cache(maxsize=4096)
+def _layout(g: Geometry, a_units: int, tile_co: int, resident_in: bool) -> _Layout:
+    """:class:`_Layout` of the weight tiles of ``tile_co`` channels."""
+    seq: list[tuple[_Summary, int, bool]] = []
+    for i, (s, n) in enumerate(_segments(g, a_units, tile_co)):
+        head = resident_in and i == 0
+        if head and n > 1:  # only the element's first chunk loads (every tapped row)
+            seq += [(s, 1, True), (s, n - 1, False)]
+        else:
+            seq.append((s, n, head))
+    offsets = [0]
+    for s, _, _ in seq[:-1]:
+        offsets.append(offsets[-1] + len(s.w))
+
+    def cat(d: Callable[[_Summary], NDArray[Any]]) -> NDArray[Any]:
+        return np.concatenate([d(s) for s, _, _ in seq])
+
+    def feat(d: dict[str, NDArray[np.int64]], k: str) -> NDArray[np.int64]:
+        return d["k0"] * d["ct"] if k == "k0ct" else d[k]
+
+    stack = {}
+    for k in _LOADS:
+        cur = cat(lambda s, k=k: feat(s.cur, k))  # type: ignore[misc]
+        stack[k] = np.concatenate((cur, cur, cat(lambda s, k=k: feat(s.nxt, k))))  # type: ignore[misc]
+    wn = cat(lambda s: s.w) * np.repeat([n for _, n, _ in seq], [len(s.w) for s, _, _ in seq])
+    inner = cat(lambda s: s.has_next & s.has_prev)
+    keys = seq[0][0].sums
+    return _Layout(
+        seq=tuple(seq),
+        offsets=tuple(offsets),
+        rows=len(wn),
+        stack=stack,
+        length=cat(lambda s: s.cur["length"]),
+        prev_len=cat(lambda s: s.prev_len),
+        wn=wn,
+        wn_inner=np.where(inner, wn, 0),
+        sums={k: sum(n * s.sums[k] for s, n, _ in seq) for k in keys},
+    )
+
+
 @functools.lru_cache(maxsize=256)
 def _hardware_counts(
     g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int, weights: int,
@@ -630,132 +953,180 @@ def _hardware_counts(
     batch = g.batch
     word = p.words_per_input * p.word_bits if p.has_shift_unit else p.act_bits
     bw, sw = hw.dram_bytes_per_cycle, hw.shift_width
-    segs = list(_segments(g, parallel_outputs(p, hw), tile_co))
     resident_in = line and input_resident
-    if resident_in:  # only the element's first chunk loads (every tapped row)
-        d0, n0 = segs[0]
-        head = {k: v[:1] for k, v in d0.items()}
-        rest = {k: v[1:] for k, v in d0.items()}
-        lead = [(head, 1)] + ([(rest, 1)] if len(rest["k"]) else [])
-        segs = lead + ([(d0, n0 - 1)] if n0 > 1 else []) + segs[1:]
+    lay = _layout(g, parallel_outputs(p, hw), tile_co, resident_in)
+    seq, r_n = lay.seq, lay.rows
     in_all = _tapped_rows(g) * g.c * _tapped_cols(g) * p.act_bits
+    row_bits = _tapped_cols(g) * p.act_bits
+    w_slice_bits = k_taps * p.weight_bits
+    per_term_bits = k_taps * p.passes * p.pass_weight_bits
 
-    def per_pass(d: dict[str, NDArray[np.int64]], tcl: int, head: bool) -> dict[str, NDArray]:
-        """One pass of every chunk of ``d`` with ``tcl`` channels per group (bits)."""
-        zero = np.zeros(len(d["k"]), np.int64)
-        chans = d["groups"] * tcl
+    # Every term below is written with operators only, so that it takes one row (ints) or
+    # every row at once (int64 arrays) alike; the element's first chunk (``head``) loads
+    # every tapped row when the inputs stay resident, no other chunk loads inputs then.
+    def loads(d: dict[str, Any], tcl: Any, head: bool) -> tuple[Any, Any, Any]:
+        """Input, shifted and weight bits a pass of ``tcl`` channels per group loads."""
         if resident_in:
-            in_e = zero + (in_all if head else 0)
+            in_e = in_all if head else 0 * d["nrg"]
         elif line:
-            in_e = d["new_rows"] * chans * (_tapped_cols(g) * p.act_bits)
+            in_e = d["nrg"] * (tcl * row_bits)
         else:
-            in_e = d["box"] * chans * p.act_bits
-        if p.has_shift_unit:
-            shift_e = (d["new_box"] if line else d["box"]) * chans
-        else:
-            shift_e = zero
-        w_slice = tcl * k_taps * p.weight_bits
+            in_e = d["bg"] * (tcl * p.act_bits)
+        shift_e = (d["nbg"] if line else d["bg"]) * tcl if p.has_shift_unit else 0 * d["nrg"]
         if weights == WEIGHTS_SWEEP:
-            w_e = (d["k"] == 0) * d["ct"] * w_slice
+            w_e = d["k0ct"] * (tcl * w_slice_bits)
         elif weights == WEIGHTS_PASS:
-            w_e = d["distinct_co"] * w_slice
+            w_e = d["dco"] * (tcl * w_slice_bits)
         else:
-            w_e = zero
-        per_term = tcl * k_taps * p.passes * p.pass_weight_bits
-        rf_fits = hw.weight_rf_entries >= tcl * k_taps
-        rf_use = d["length"] * per_term
-        w_reads = d["distinct_co"] * per_term
-        rf_write = rf_use if rf_fits else zero
-        if line and rf_fits:  # the unit keeps its weights from the previous chunk
-            w_reads = np.where(d["same_co"] == 1, 0, w_reads)
-            rf_write = np.where(d["same_co"] == 1, 0, rf_use)
-        rd = _cdiv(in_e, 8) + _cdiv(w_e, 8)
-        return {
-            "in": in_e, "shift": shift_e, "w": w_e, "w_reads": w_reads, "rf_write": rf_write,
-            "rf_read": rf_use if rf_fits else zero, "reads": d["reads"] * (tcl * p.passes * word),
-            "rd": rd, "prep": _cdiv(rd, bw) + _cdiv(shift_e, sw),
-        }  # fmt: skip
+            w_e = 0 * d["nrg"]
+        return in_e, shift_e, w_e
 
-    parts = []
-    for i, (d, n) in enumerate(segs):
-        lp = per_pass(d, last, resident_in and i == 0)
-        fp = per_pass(d, full, resident_in and i == 0) if m > 1 else lp
-        store = _cdiv(_cdiv(d["length"] * p.acc_bits, 8), bw)
-        parts.append((d, n, fp, lp, store))
+    def rd_prep(d: dict[str, Any], tcl: Any, head: bool) -> tuple[Any, Any]:
+        """DRAM bytes read by a pass of ``tcl`` channels per group, and its prep cycles."""
+        in_e, shift_e, w_e = loads(d, tcl, head)
+        rd = -(-in_e // 8) + -(-w_e // 8)
+        return rd, -(-rd // bw) + -(-shift_e // sw)
 
-    def total(key: str) -> int:
-        """Sum over the element's passes."""
-        return sum(n * (nf * int(fp[key].sum()) + int(lp[key].sum())) for _, n, fp, lp, _ in parts)
+    def store_of(length: Any) -> Any:
+        out_bytes = -(-length * p.acc_bits // 8)
+        return -(-out_bytes // bw)
 
+    # every row at once (no chunk the element's first): a last tile, a full one, the next's
+    tcl = np.repeat(np.array([last, full, full], np.int64), r_n)
+    rd_all, prep_all = rd_prep(lay.stack, tcl, False)
+    rd_l, rd_f = rd_all[:r_n], rd_all[r_n : 2 * r_n]
+    prep_l, prep_f, nxt_prep = prep_all[:r_n], prep_all[r_n : 2 * r_n], prep_all[2 * r_n :]
+
+    def tot(values: NDArray[np.int64]) -> int:
+        """Sum over the element's chunks (the element's first loaded as any other)."""
+        return int(np.dot(lay.wn, values))
+
+    def passes(f: Callable[[int], int]) -> int:
+        """Sum over the element's passes of ``f(tcl)``, ``f`` of the chunks' summed features."""
+        return nf * int(f(full)) + int(f(last))
+
+    # the element's first chunk (a row of its own): what it loads as the head
+    s0, h0 = seq[0][0], seq[0][2]
+    head0 = {k: int(v[s0.first]) for k, v in lay.stack.items()}
+    rd_h_l, prep_h_l = rd_prep(head0, last, h0)
+    rd_h_f, prep_h_f = rd_prep(head0, full, h0)
+    d_rd = nf * (rd_h_f - int(rd_f[s0.first])) + rd_h_l - int(rd_l[s0.first])
+    d_prep = nf * (prep_h_f - int(prep_f[s0.first])) + prep_h_l - int(prep_l[s0.first])
+    d_in = in_all if resident_in else 0
+
+    rf_fits = {t: hw.weight_rf_entries >= t * k_taps for t in (full, last)}
+    keep = line and rf_fits[last]  # the unit keeps its weights from the previous chunk
+    sums = lay.sums  # linear terms need no rows
+    ns = "_ns" if keep else ""
+    totals = {
+        "in": passes(lambda t: loads(sums, t, False)[0]) + d_in,
+        "shift": passes(lambda t: loads(sums, t, False)[1]),
+        "w": passes(lambda t: loads(sums, t, False)[2]),
+        "w_reads": passes(lambda t: sums["dco" + ns] * (t * per_term_bits)),
+        "rf_write": passes(lambda t: sums["length" + ns] * (t * per_term_bits) * rf_fits[t]),
+        "rf_read": passes(lambda t: sums["length"] * (t * per_term_bits) * rf_fits[t]),
+        "reads": passes(lambda t: sums["reads"] * (t * p.passes * word)),
+        "rd": nf * tot(rd_f) + tot(rd_l) + d_rd,
+        "prep": nf * tot(prep_f) + tot(prep_l) + d_prep,
+    }
     s_f, s_l = (
         (full * k_taps, last * k_taps)
         if p.serial_lanes
         else (p.passes * k_taps * -(-full // hw.tree_width),
               p.passes * k_taps * -(-last // hw.tree_width))
     )  # fmt: skip
-    n_chunks = sum(n * len(d["k"]) for d, n, *_ in parts)
-    compute = batch * n_chunks * (nf * s_f + s_l)
-    first_fp = parts[0][2]
-    rd_first = int(first_fp["rd"][0])
+    compute = batch * sums["chunks"] * (nf * s_f + s_l)
+    rd_first = rd_h_f
     rd0 = rd_first
     w_res = g.co * g.cg * k_taps * p.weight_bits if weights == WEIGHTS_RESIDENT else 0
     if weights == WEIGHTS_RESIDENT:  # the very first pass also loads every weight
-        rd0 = int(_cdiv(first_fp["in"][0], 8)) + int(_cdiv(w_res, 8))
-    prep0 = int(_cdiv(rd0, bw)) + int(_cdiv(first_fp["shift"][0], sw))
-    last_store = int(parts[-1][4][-1])
+        rd0 = -(-loads(head0, full, h0)[0] // 8) + -(-w_res // 8)
+    prep0 = -(-rd0 // bw) + -(-loads(head0, full, h0)[1] // sw)
+    sl = seq[-1][0]
+    last_store = store_of(int(sl.cur["length"][sl.last]))
     if hw.pipelined:
 
-        def body(fp: dict, lp: dict, store: NDArray, nxt_x: int, before_y: int) -> int:
-            """``sum max(steps, next prep + previous store)`` over one copy's passes."""
-            nxt = np.concatenate((fp["prep"][1:], [nxt_x]))  # the next chunk's first pass
-            before = np.concatenate(([before_y], store[:-1]))  # the previous chunk's store
+        def term(fp: Any, lp: Any, nxt_prep: Any, before: Any) -> Any:
+            """A chunk's ``sum max(steps, next prep + previous store)`` over its passes."""
             if m == 1:
-                return int(np.maximum(s_l, nxt + before).sum())
-            out = np.maximum(s_l, nxt) + np.maximum(s_f, (fp if m > 2 else lp)["prep"] + before)
+                return np.maximum(s_l, nxt_prep + before)
+            out = np.maximum(s_l, nxt_prep) + np.maximum(s_f, (fp if m > 2 else lp) + before)
             if m > 2:
-                out = out + (m - 3) * np.maximum(s_f, fp["prep"]) + np.maximum(s_f, lp["prep"])
-            return int(out.sum())
+                out = out + (m - 3) * np.maximum(s_f, fp) + np.maximum(s_f, lp)
+            return out
 
-        seq = parts * batch
-        acc = 0
-        for i, (_, n, fp, lp, store) in enumerate(seq):
-            nxt_x = int(seq[i + 1][2]["prep"][0]) if i + 1 < len(seq) else 0
-            before_y = int(seq[i - 1][4][-1]) if i > 0 else 0
-            own_x, own_y = int(fp["prep"][0]), int(store[-1])
-            if n == 1:
-                acc += body(fp, lp, store, nxt_x, before_y)
-            else:
-                acc += body(fp, lp, store, own_x, before_y) + body(fp, lp, store, nxt_x, own_y)
-                if n > 2:
-                    acc += (n - 2) * body(fp, lp, store, own_x, own_y)
-        cycles = prep0 + acc + last_store
+        # the chunks with both neighbours inside their segment, every copy and element
+        before = store_of(lay.prev_len)
+        inner_sum = int(np.dot(lay.wn_inner, term(prep_f, prep_l, nxt_prep, before)))
+        # the first and last chunk of each segment, one by one
+        firsts = [prep_h_f] + [int(prep_f[o + s.first]) for (s, _, _), o in
+                               zip(seq[1:], lay.offsets[1:], strict=True)]  # fmt: skip
+        lasts = [store_of(int(s.cur["length"][s.last])) for s, _, _ in seq]
+
+        def edge(i: int, nxt_x: int, before_y: int) -> int:
+            """One copy of segment ``i``'s first and last chunk (one row when one chunk)."""
+            s, _, head = seq[i]
+            o = lay.offsets[i]
+            acc = 0
+            for r in sorted({s.first, s.last}):
+                if r == s.first and head:
+                    fp, lp = prep_h_f, prep_h_l
+                else:
+                    fp, lp = int(prep_f[o + r]), int(prep_l[o + r])
+                nx = nxt_x if r == s.last else int(nxt_prep[o + r])
+                bf = before_y if r == s.first else int(before[o + r])
+                acc += int(term(fp, lp, nx, bf))
+            return acc
+
+        def element(before_y: int, nxt_x: int) -> int:
+            """One element's edges (after a store of ``before_y``, before a prep of ``nxt_x``)."""
+            acc = 0
+            for i, (_, n, _) in enumerate(seq):
+                after = firsts[i + 1] if i + 1 < len(seq) else nxt_x
+                ahead = lasts[i - 1] if i > 0 else before_y
+                if n == 1:
+                    acc += edge(i, after, ahead)
+                else:
+                    own_x, own_y = firsts[i], lasts[i]
+                    acc += edge(i, own_x, ahead) + edge(i, after, own_y)
+                    if n > 2:
+                        acc += (n - 2) * edge(i, own_x, own_y)
+            return acc
+
+        if batch == 1:
+            acc = element(0, 0)
+        else:  # the next element starts with the first chunk; the last stores last_store
+            acc = element(0, firsts[0]) + element(last_store, 0)
+            if batch > 2:
+                acc += (batch - 2) * element(last_store, firsts[0])
+        cycles = prep0 + batch * inner_sum + acc + last_store
     else:
-        stores = sum(n * int(st.sum()) for _, n, _, _, st in parts)
-        cycles = batch * (total("prep") + stores) + prep0 - int(first_fp["prep"][0]) + compute
-    shift_inputs = batch * total("shift") if p.has_shift_unit else 0
-    reads = total("reads")
-    length_sum = sum(n * int(d["length"].sum()) for d, n, *_ in parts)
+        stores = tot(store_of(lay.length))
+        cycles = batch * (totals["prep"] + stores) + prep0 - prep_h_f + compute
+    reads = totals["reads"]
+    length_sum = sums["length"]
     psum = 0 if p.serial_lanes else nf * length_sum * (p.passes * k_taps * p.acc_bits)
     out_bits = batch * length_sum * p.acc_bits
-    wr = sum(n * int(_cdiv(d["length"] * p.acc_bits, 8).sum()) for d, n, *_ in parts)
+    wr = sum(n * s.bytes_sum("length", p.acc_bits) for s, n, _ in seq)
+    shift_inputs = batch * totals["shift"] if p.has_shift_unit else 0
     return tuple({
         "cycles": cycles,
         "compute_cycles": compute,
         "stall_cycles": cycles - compute,
-        "input_buffer_write_bits": batch * total("in"),
+        "input_buffer_write_bits": batch * totals["in"],
         "input_buffer_read_bits": batch
-        * (total("shift") * p.act_bits if p.has_shift_unit else reads),
+        * (totals["shift"] * p.act_bits if p.has_shift_unit else reads),
         "shift_buffer_write_bits": shift_inputs * p.words_per_input * p.word_bits,
         "shift_buffer_read_bits": batch * reads if p.has_shift_unit else 0,
-        "weight_buffer_write_bits": batch * total("w") + w_res,
-        "weight_buffer_read_bits": batch * total("w_reads"),
-        "weight_rf_write_bits": batch * total("rf_write"),
-        "weight_rf_read_bits": batch * total("rf_read"),
+        "weight_buffer_write_bits": batch * totals["w"] + w_res,
+        "weight_buffer_read_bits": batch * totals["w_reads"],
+        "weight_rf_write_bits": batch * totals["rf_write"],
+        "weight_rf_read_bits": batch * totals["rf_read"],
         "psum_write_bits": batch * psum,
         "psum_read_bits": batch * psum,
         "output_buffer_write_bits": out_bits,
         "output_buffer_read_bits": out_bits,
-        "dram_read_bytes": batch * total("rd") + rd0 - rd_first,
+        "dram_read_bytes": batch * totals["rd"] + rd0 - rd_first,
         "dram_write_bytes": batch * wr,
         "shift_unit_inputs": shift_inputs,
     }.items())  # fmt: skip
@@ -771,7 +1142,8 @@ def compulsory_dram_bytes(g: Geometry, p: HardwareDesc) -> int:
 
 def _dram_bytes(g: Geometry, p: HardwareDesc, pl: Plan) -> int:
     """DRAM bytes of ``pl`` summed per chunk (the closed form of :func:`hardware_counts`)."""
-    return _dram(g, p, ((pl.chunks, 1),), pl.tile_c, pl.weights, pl.input_resident)
+    segs = ((_summarise(pl.chunks), 1),)
+    return _dram(g, p, segs, pl.tile_c, pl.weights, pl.input_resident)
 
 
 def _dram(
@@ -781,32 +1153,62 @@ def _dram(
     m = -(-g.cg // tile_c)
     last = g.cg - (m - 1) * tile_c
 
-    def per_pass(bits_per_channel: NDArray[np.int64]) -> NDArray[np.int64]:
-        """Bytes of the chunk's passes when a pass moves ``bits_per_channel * tcl`` bits."""
-        return (m - 1) * _cdiv(bits_per_channel * tile_c, 8) + _cdiv(bits_per_channel * last, 8)
+    def per_pass(name: str, bits_per_channel: int) -> int:
+        """Bytes of the passes when a pass moves ``x * bits_per_channel * tcl`` bits."""
+        return sum(
+            n * ((m - 1) * s.bytes_sum(name, bits_per_channel * tile_c)
+                 + s.bytes_sum(name, bits_per_channel * last))
+            for s, n in segs
+        )  # fmt: skip
+
+    def once(name: str, bits: int) -> int:
+        return sum(n * s.bytes_sum(name, bits) for s, n in segs)
 
     k = g.kh * g.kw * p.weight_bits
     row_bits = g.cg * _tapped_cols(g) * p.act_bits
     if m == 1 and resident:
         inp = int(_cdiv(_tapped_rows(g) * g.c * _tapped_cols(g) * p.act_bits, 8))
     elif m == 1:
-        inp = _seq_sum(segs, lambda d: _cdiv(d["new_rows"] * d["groups"] * row_bits, 8))
+        inp = once("nrg", row_bits)
     else:
-        inp = _seq_sum(segs, lambda d: per_pass(d["box"] * d["groups"] * p.act_bits))
+        inp = per_pass("bg", p.act_bits)
     if weights == WEIGHTS_SWEEP:
-        wgt = _seq_sum(segs, lambda d: per_pass(d["ct"][d["k"] == 0] * k))
+        wgt = per_pass("k0ct", k)
     elif weights == WEIGHTS_PASS:
-        wgt = _seq_sum(segs, lambda d: per_pass(d["distinct_co"] * k))
+        wgt = per_pass("dco", k)
     else:
         wgt = 0
-    out = _seq_sum(segs, lambda d: _cdiv(d["length"] * p.acc_bits, 8))
+    out = once("length", p.acc_bits)
     total = g.batch * (inp + wgt + out)
     if weights == WEIGHTS_RESIDENT:
         total += int(_cdiv(g.co * g.cg * k, 8))
     return total
 
 
-def _candidates(limit: int, unit: int) -> list[int]:
+def _dram_lower_bound(g: Geometry, p: HardwareDesc, hw: Hardware) -> Callable[[int], int]:
+    """A lower bound on the DRAM bytes of any mapping with weight tiles of ``tile_co``.
+
+    Every weight moves at least once and every output once; every sweep (weight tile) of an
+    element loads each tapped input of its channels at least once (the union of its chunks'
+    windows is every tapped position), so an ungrouped layer's inputs move once per weight
+    tile, unless they may stay resident (then once per element). A sum of ceilings is at
+    least the ceiling of the sum. The bound never falls as ``tile_co`` shrinks.
+    """
+    in_bits = g.c * _tapped_rows(g) * _tapped_cols(g) * p.act_bits
+    resident = g.groups == 1 and 2 * in_bits <= hw.input_buffer_bytes * 8
+    fixed = -(-(g.co * g.cg * g.kh * g.kw * p.weight_bits) // 8)
+    fixed += g.batch * -(-(g.outputs * p.acc_bits) // 8)
+
+    def bound(tile_co: int) -> int:
+        once = g.groups != 1 or (resident and tile_co < g.co)
+        sweeps = 1 if once else -(-g.co // tile_co)
+        return fixed + g.batch * -(-(sweeps * in_bits) // 8)
+
+    return bound
+
+
+@functools.lru_cache(maxsize=4096)
+def _candidates(limit: int, unit: int) -> tuple[int, ...]:
     """``limit``, the multiples ``unit * 2**j`` below it and ``unit / 2**j`` down to 1."""
     vals = {limit}
     v = unit
@@ -819,39 +1221,25 @@ def _candidates(limit: int, unit: int) -> list[int]:
             vals.add(v)
         v //= 2
     vals.add(1)
-    return sorted(vals, reverse=True)
-
-
-def _mapping(
-    g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int
-) -> tuple[Plan, dict[str, int]]:
-    """The plan of these tiles (weight placement and input residency chosen) and its needs."""
-    weights, resident, dataflow, needs = _choose(g, p, hw, tile_co, tile_c)
-    chunks = _chunk_table(g, parallel_outputs(p, hw), tile_co)
-    return Plan(tile_co, tile_c, weights, resident, dataflow, chunks, g.cg), needs
+    return tuple(sorted(vals, reverse=True))
 
 
 def _choose(
-    g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int
-) -> tuple[int, bool, str, dict[str, int]]:
-    """Weight placement, input residency and dataflow of these tiles, and their needs."""
+    g: Geometry,
+    p: HardwareDesc,
+    hw: Hardware,
+    st: tuple[int, int, int, int, int, bool],
+    tile_co: int,
+    tile_c: int,
+    weights: int,
+) -> tuple[bool, str, tuple[int, int, int, int]]:
+    """Input residency and dataflow of these tiles, and their buffers' bits."""
     a_units = parallel_outputs(p, hw)
-    segs = _segments(g, a_units, tile_co)
-    weights = _weight_mode(g, p, hw, tile_co)
     resident = _input_resident(g, p, hw, tile_co, tile_c)
     per_unit = g.cg * g.kh * g.kw
     ws = tile_c >= g.cg and a_units % tile_co == 0 and per_unit <= hw.weight_rf_entries
-    ws = ws and any(bool(d["same_co"].any()) for d, _ in segs)
-    return (
-        weights,
-        resident,
-        "ws" if ws else "os",
-        _needs(g, p, hw, segs, tile_c, weights, resident),
-    )
-
-
-def _fits(needs: dict[str, int], hw: Hardware) -> bool:
-    return all(bits <= getattr(hw, name) * 8 for name, bits in needs.items())
+    ws = ws and st[5]
+    return resident, "ws" if ws else "os", _need_bits(g, p, a_units, st, tile_c, weights, resident)
 
 
 def smallest_tile_needs(g: Geometry, p: HardwareDesc, hw: Hardware) -> dict[str, int]:
@@ -861,9 +1249,9 @@ def smallest_tile_needs(g: Geometry, p: HardwareDesc, hw: Hardware) -> dict[str,
     resident. A machine whose buffers hold these maps the layer (:func:`plan` refuses a
     machine only when no tile fits, naming the first buffer short of these).
     """
-    segs = _segments(g, parallel_outputs(p, hw), 1)
-    needs = _needs(g, p, hw, segs, 1, WEIGHTS_PASS, False)
-    resident = _needs(g, p, hw, segs, 1, WEIGHTS_RESIDENT, False)
+    st = _tile_stats(g, parallel_outputs(p, hw), 1)
+    needs = _needs(g, p, hw, st, 1, WEIGHTS_PASS, False)
+    resident = _needs(g, p, hw, st, 1, WEIGHTS_RESIDENT, False)
     key = "weight_buffer_bytes"
     needs[key] = min(needs[key], resident[key])
     return {name: -(-bits // 8) for name, bits in needs.items()}
@@ -896,23 +1284,36 @@ def plan(
     a_units = parallel_outputs(p, hw)
     found: list[tuple[tuple[int, int], tuple[int, int, int, bool, str]]] = []
     floor = compulsory_dram_bytes(g, p)
-    done = {"os": False, "ws": hw.dataflow == "os"}
+    want_ws = hw.dataflow != "os"
+    top_os: int | None = None  # the least DRAM traffic found, of any and of a ws candidate
+    top_ws: int | None = None
+    lower = _dram_lower_bound(g, p, hw)
+    caps = tuple(getattr(hw, name) * 8 for name in _BUFFERS)
+    tile_cs = _candidates(g.cg, hw.tree_width)
     for tile_co in _candidates(g.co, a_units):
-        for tile_c in _candidates(g.cg, hw.tree_width):
-            weights, resident, dataflow, needs = _choose(g, p, hw, tile_co, tile_c)
-            if _fits(needs, hw):
+        # skip what cannot beat the best found (a tie loses to the larger tile found first)
+        bound = lower(tile_co)
+        os_done = top_os is not None and bound >= top_os
+        if os_done and (not want_ws or (top_ws is not None and bound >= top_ws)):
+            break  # the bound only grows as the tiles shrink
+        if os_done and a_units % tile_co != 0:
+            continue  # nor can it be weight-stationary
+        st = _tile_stats(g, a_units, tile_co)
+        weights = _weight_mode(g, p, hw, tile_co)
+        for tile_c in tile_cs:
+            resident, dataflow, needs = _choose(g, p, hw, st, tile_co, tile_c, weights)
+            if all(n <= c for n, c in zip(needs, caps, strict=True)):
                 segs = _segments(g, a_units, tile_co)
                 dram = _dram(g, p, segs, tile_c, weights, resident)
                 found.append(((dram, -tile_co), (tile_co, tile_c, weights, resident, dataflow)))
-                if dram == floor:  # nothing smaller can beat it (ties: the larger tile)
-                    done["os"] = True
-                    done["ws"] = done["ws"] or dataflow == "ws"
+                top_os = dram if top_os is None else min(top_os, dram)
+                if dataflow == "ws":
+                    top_ws = dram if top_ws is None else min(top_ws, dram)
                 break  # the largest fitting input-channel tile of this output tile
-        if done["os"] and done["ws"]:
-            break
+        if top_os == floor and (not want_ws or top_ws == floor):
+            break  # nothing smaller can beat them (ties: the larger tile)
     if not found:
-        needs = smallest_tile_needs(g, p, hw)
-        for name, need in needs.items():
+        for name, need in smallest_tile_needs(g, p, hw).items():
             if need > getattr(hw, name):
                 raise ValueError(
                     f"{where}: {name}={getattr(hw, name)} is too small for this layer: the"

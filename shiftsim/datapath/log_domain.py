@@ -84,7 +84,7 @@ from shiftsim.datapath.weight_cache import immutable, weight_store
 from shiftsim.formats import FixedFormat, LogFormat, Overflow, check_int
 from shiftsim.kernels import log_domain as kern
 from shiftsim.layers import Conv2d, Linear
-from shiftsim.quantize import LogCode, quantize_log
+from shiftsim.quantize import LogCode, count_log_clipped, quantize_log
 from shiftsim.reference.golden_log import conv_log_golden
 
 __all__ = ["LogDatapath", "LogOperands", "log_linear_plan"]
@@ -278,7 +278,7 @@ class LogDatapath(Datapath):
         w_code = quantize_log(w_arr, self.weight.bits, self.weight.fsr, self.weight.base,
                               self.weight.signed)  # fmt: skip
         x_code = quantize_log(x_arr, self.act.bits, self.act.fsr, self.act.base, self.act.signed)
-        clipped = _clipped(w_arr, self.weight) + _clipped(x_arr, self.act)
+        clipped = count_log_clipped(w_arr, self.weight) + count_log_clipped(x_arr, self.act)
         bias_raw = None
         if b_arr is not None:
             bias_raw, n_over = self.out_format.from_float_counted(b_arr)
@@ -474,12 +474,6 @@ def _fit(v: NDArray[np.int64], bits: int, overflow: Overflow) -> NDArray[np.int6
     if overflow == Overflow.SAT:
         return np.clip(v, -half, half - 1)
     return ((v + half) & ((1 << bits) - 1)) - half
-
-
-def _clipped(values: NDArray[np.floating], fmt: LogFormat) -> int:
-    """How many values lie at or above the rounding boundary above ``fmt``'s largest code."""
-    boundary = 2.0 ** ((fmt.e_max + 0.5) / fmt.k)
-    return int(np.count_nonzero(np.abs(values) >= boundary))
 
 
 def _check_code(

@@ -40,11 +40,11 @@ from shiftsim.datapath.base import (
 )
 from shiftsim.datapath.hardware_desc import HardwareDesc, mac_desc
 from shiftsim.datapath.weight_cache import immutable, weight_store
-from shiftsim.formats import FixedFormat, Overflow, check_int
+from shiftsim.formats import FixedFormat, LogFormat, Overflow, check_int
 from shiftsim.kernels.conv import FLOAT32_EXACT, FLOAT64_EXACT, columns, gemm
 from shiftsim.kernels.mac import conv_mac
 from shiftsim.layers import Conv2d, Linear
-from shiftsim.quantize import LinearCode, check_scale
+from shiftsim.quantize import LinearCode, check_scale, count_log_clipped, quantize_log
 from shiftsim.reference.golden_mac import conv_mac_golden
 
 __all__ = ["FixedMacDatapath", "MacCode", "MacOperands", "MacPlan", "MacWeights", "mac_plan"]
@@ -108,6 +108,15 @@ class FixedMacDatapath(Datapath):
         Signed accumulator width, 2..62; ``y_raw`` is in ``FixedFormat(acc_bits, fw + fa)``.
     overflow : Overflow, default Overflow.WRAP
         What the accumulator does after each update.
+    act_log : LogFormat, optional
+        Log-quantised activations (Miyashita et al., 2016, with linear weights): :meth:`prepare`
+        rounds every activation to a base-2 log code of this format (SPEC §4's LogQuant:
+        flushed below the smallest code, clipped to the largest) and holds the code's value
+        ``2**e`` in ``act``, so each product is the weight shifted by ``e``. ``act`` must
+        hold the largest code; codes below its LSB (``2**-frac_bits``) flush to zero (a
+        shifter of ``act``'s width). The sign follows ``act`` (``act_log.signed`` is not used).
+        The arithmetic and its counts are unchanged (SPEC §5.3), and the cost models price
+        the activation operand as ``act``'s word and the product as a multiply.
 
     Notes
     -----
@@ -128,6 +137,7 @@ class FixedMacDatapath(Datapath):
     act: FixedFormat = FixedFormat(8, 0, signed=False)  # noqa: RUF009 (frozen, immutable)
     acc_bits: int = 32
     overflow: Overflow = Overflow.WRAP
+    act_log: LogFormat | None = None
 
     def __post_init__(self) -> None:
         for name in ("weight", "act"):
@@ -136,6 +146,8 @@ class FixedMacDatapath(Datapath):
         check_int("acc_bits", self.acc_bits, 2, 62)
         if not isinstance(self.overflow, Overflow):
             raise TypeError(f"overflow must be an Overflow, got {self.overflow!r}")
+        if self.act_log is not None:
+            _check_log_act(self.act_log, self.act)
 
     def hardware_desc(self) -> HardwareDesc:
         """Describe the hardware of this datapath to the cost models (SPEC §7)."""
@@ -155,7 +167,8 @@ class FixedMacDatapath(Datapath):
     ) -> Prepared:
         """Quantize float operands: ``w / max|w|`` to ``weight``, ``x`` to ``act``.
 
-        Both round to nearest (half up) and saturate; ``Prepared.clipped`` counts the
+        Both round to nearest (half up) and saturate (with ``act_log``, ``x`` is rounded to a
+        log code first and clipped to its largest); ``Prepared.clipped`` counts the
         saturated values. The weight scale ``max |w|`` (1 for all-zero weights) becomes the
         result's scale; the bias becomes ``round(bias / scale)`` in the output format.
         """
@@ -166,7 +179,14 @@ class FixedMacDatapath(Datapath):
         w_raw, n_w = self.weight.from_float_counted(w_arr / scale)
         w_deq = self.weight.to_float(w_raw)
         w_deq *= scale
-        x_raw, n_x = self.act.from_float_counted(x_arr)
+        if self.act_log is None:
+            x_raw, n_x = self.act.from_float_counted(x_arr)
+        else:  # LogQuant, then the code's value 2**e: exact in act, or below its LSB: 0
+            log = self.act_log
+            codes = quantize_log(x_arr, log.bits, log.fsr, 2, self.act.signed)
+            v = codes.to_float()
+            x_raw = self.act.from_float(np.where(np.abs(v) < self.act.lsb, 0.0, v))
+            n_x = count_log_clipped(x_arr, log)
         bias_raw = None
         n_b = 0
         if b_arr is not None:
@@ -466,3 +486,14 @@ class MacWeights:
             n_limbs=n_limbs,
             limb_bits=limb_bits,
         )
+
+
+def _check_log_act(log: object, act: FixedFormat) -> None:
+    """``act_log`` must be a base-2 LogFormat whose largest code ``act`` holds."""
+    if not isinstance(log, LogFormat):
+        raise TypeError(f"act_log must be a LogFormat or None, got {log!r}")
+    if log.k != 1:
+        raise ValueError(f"act_log must be base 2 (its codes exact in fixed point), got {log!r}")
+    top = log.e_max + act.frac_bits  # the largest code 2**e_max in act's LSBs
+    if top < 0 or act.max_raw < (1 << top):
+        raise ValueError(f"act={act!r} cannot hold act_log's largest code 2**{log.e_max} ({log!r})")

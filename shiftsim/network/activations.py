@@ -12,8 +12,11 @@ format's largest raw value.
 ``"calibrated"`` (default)
     As above: every tensor's peak on the calibration inputs maps to the top of its format, and
     a log-domain datapath's weights are moved by a power of two so that their peak sits in the
-    top octave (:func:`weight_gain`). A log format's ``fsr`` then only sets the width of the
-    integer intermediate: it does not decide what clips.
+    top octave (:func:`weight_gain`). A log activation is carried in the format of
+    :func:`log_calibrated_format`, whose top lies just under the largest code's rounding
+    boundary: the peak takes the top code (base 2), nothing below the peak clips, and every
+    code down to the smallest is reachable. The ``fsr`` then does not decide what clips (the
+    scale does): only the codes' spacing and count matter.
 ``"fixed"``
     The papers' meaning (Miyashita et al., 2016): every activation after the network input has
     scale 1, so its values are in the network's own units and its *format* fixes the full-scale
@@ -23,7 +26,8 @@ format's largest raw value.
     with calibrated scaling (:func:`weight_gain`). Between layers a log activation is held in
     the fixed-point format of :func:`log_carrier_format`, fine enough to reach below its
     smallest code. The network input keeps its calibrated scale (its units are a matter of
-    preprocessing).
+    preprocessing): its peak goes where calibrated scaling puts it (for a log-domain reader,
+    on the top code), held in the fixed-scaling format.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ __all__ = [
     "Act",
     "act_format",
     "check_scaling",
+    "log_calibrated_format",
     "log_carrier_format",
     "scale_of",
     "signed_format",
@@ -95,7 +100,7 @@ def log_carrier_format(act: LogFormat) -> FixedFormat:
     >>> log_carrier_format(LogFormat(3, 7, signed=False))  # codes 2**0 .. 2**6
     FixedFormat(bits=11, frac_bits=4, signed=False)
     """
-    frac = max(0, 4 - math.floor(act.e_min / act.k))
+    frac = _carrier_frac_bits(act)
     bits = max(1, math.ceil(act.fsr)) + frac
     if bits > 61:
         raise ValueError(
@@ -106,22 +111,52 @@ def log_carrier_format(act: LogFormat) -> FixedFormat:
     return signed_format(fmt) if act.signed else fmt
 
 
+def log_calibrated_format(act: LogFormat) -> FixedFormat:
+    """The fixed-point format that carries ``act``'s values with calibrated scaling.
+
+    Its largest value is just under ``2**I``, ``I = floor((e_max + 1/2) / k)``: the largest
+    power of two at or below the boundary ``2**((e_max + 1/2) / k)`` from which LogQuant clips
+    to the top code. Calibration maps a tensor's peak there, so the peak rounds to the top code
+    (base 2; base sqrt(2): to the code below it, the top code's half-octave lying above
+    ``2**I``) and nothing under the peak clips. Fractional bits as :func:`log_carrier_format`
+    (four steps below the smallest code), fewer when the format would pass 61 bits (the codes
+    below its LSB are then out of reach: such values flush to zero). Signed with one more bit
+    when ``act`` is.
+
+    Examples
+    --------
+    >>> log_calibrated_format(LogFormat(3, 7, signed=False))  # codes 2**0 .. 2**6: top 2**6
+    FixedFormat(bits=10, frac_bits=4, signed=False)
+    """
+    top = math.floor((act.e_max + 0.5) / act.k)
+    frac = min(_carrier_frac_bits(act), 61 - top)
+    fmt = FixedFormat(max(1, top + frac), frac, signed=False)
+    return signed_format(fmt) if act.signed else fmt
+
+
+def _carrier_frac_bits(act: LogFormat) -> int:
+    """Fractional bits reaching four steps below ``act``'s smallest code ``2**(e_min / k)``."""
+    return max(0, 4 - math.floor(act.e_min / act.k))
+
+
 def act_format(datapath: Datapath, scaling: str = "calibrated") -> FixedFormat:
     """The fixed-point format of the activations a network passes to ``datapath``.
 
-    The datapath's ``act`` when it is a FixedFormat; for a log-domain ``act`` (a LogFormat of
-    full-scale range ``fsr``) with calibrated scaling, ``floor(fsr)``-bit integers, whose
-    magnitudes stay below ``2**fsr`` (signed, with one more bit, when the LogFormat is); with
-    fixed scaling, :func:`log_carrier_format`; otherwise unsigned 8-bit integers.
+    The datapath's ``act`` when it is a FixedFormat; for a log-domain ``act`` (a LogFormat, or
+    a MAC datapath's ``act_log``: activations rounded to log codes on entry),
+    :func:`log_calibrated_format` with calibrated scaling and :func:`log_carrier_format` with
+    fixed scaling; otherwise unsigned 8-bit integers.
     """
     act = getattr(datapath, "act", None)
+    log = getattr(datapath, "act_log", None)  # a MAC whose activations are log codes
+    if isinstance(log, LogFormat):
+        act = log
     if isinstance(act, FixedFormat):
         return act
     if isinstance(act, LogFormat):
         if check_scaling(scaling) == "fixed":
             return log_carrier_format(act)
-        fmt = FixedFormat(min(max(1, math.floor(act.fsr)), 61), 0, signed=False)
-        return signed_format(fmt) if act.signed else fmt
+        return log_calibrated_format(act)
     return _DEFAULT_ACT
 
 
@@ -135,11 +170,17 @@ def signed_format(fmt: FixedFormat) -> FixedFormat:
 def with_signed_input(datapath: Datapath) -> Datapath:
     """``datapath`` reading signed activations: its ``act`` given a sign (one more bit).
 
-    A fixed-point ``act`` becomes :func:`signed_format` of it; a log-domain ``act`` carries a
-    sign bit. Datapaths with signed activations already are returned as they are.
+    A fixed-point ``act`` becomes :func:`signed_format` of it (and an ``act_log`` of log codes
+    on entry carries a sign bit); a log-domain ``act`` carries a sign bit. Datapaths with
+    signed activations already are returned as they are.
     """
     act: Any = getattr(datapath, "act", None)
     if isinstance(act, FixedFormat) and not act.signed:
+        log: Any = getattr(datapath, "act_log", None)
+        if isinstance(log, LogFormat):
+            return dataclasses.replace(  # type: ignore[type-var]
+                datapath, act=signed_format(act), act_log=dataclasses.replace(log, signed=True)
+            )
         return dataclasses.replace(datapath, act=signed_format(act))  # type: ignore[type-var]
     if isinstance(act, LogFormat) and not act.signed:
         return dataclasses.replace(  # type: ignore[type-var]

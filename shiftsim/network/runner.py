@@ -193,6 +193,8 @@ def datapath_label(datapath: Datapath | None) -> str:
         return f"shift(N={d.n_codebooks},B={d.bits},a{act.bits})"
     if kind == "FixedMacDatapath":
         d = datapath
+        if d.act_log is not None:
+            return f"mac(w{d.weight.bits},alog{d.act_log.bits})"
         return f"mac(w{d.weight.bits},a{act.bits})"
     if kind == "LogDatapath":
         d = datapath
@@ -313,8 +315,12 @@ def run_network(
     cal_in = x if calibration is None else calibration
     cal = ref if calibration is None else net.forward_float(calibration)
     fmts = _tensor_formats(net, dps, default, scaling)
-    in_fmt = fmts[""] if float(np.min(cal_in)) >= 0 else signed_format(fmts[""])
-    in_scale = scale_of(cal_in, in_fmt)
+    signed_in = float(np.min(cal_in)) < 0
+    in_fmt = signed_format(fmts[""]) if signed_in else fmts[""]
+    # the input is calibrated with either scaling: its peak goes where calibrated scaling
+    # puts it (for a log consumer, on the top code), held in the input's format
+    peak_fmt = fmts[""] if scaling == "calibrated" else _tensor_formats(net, dps, default)[""]
+    in_scale = scale_of(cal_in, signed_format(peak_fmt) if signed_in else peak_fmt)
     in_raw, in_clipped = in_fmt.from_float_counted(x / in_scale)
     acts: dict[str, Act] = {"": Act(in_raw, in_fmt, in_scale)}
     cal_of = {"": np.asarray(cal_in, dtype=np.float64), **cal}

@@ -99,14 +99,16 @@ def _miyashita(args: argparse.Namespace) -> None:
         parts.append(("accumulation: top-1 (%)", f, "model", "rule"))
     if "activations" in args.parts:
         f = m.datapath_study(
-            m.activation_configs(args.bits, args.fsrs),
-            ("kind", "bits", "fsr"),
+            m.activation_configs(args.bits, args.fsrs, args.weights.split(",")),
+            ("kind", "weights", "bits", "fsr"),
             args.models,
             images=args.images,
             batch_size=args.batch,
             scaling="fixed",
         )
-        f["setting"] = f["kind"] + " " + f["bits"].astype(str) + " bits"
+        f["setting"] = (
+            f["kind"] + " " + f["bits"].astype(str) + " bits, " + f["weights"] + " weights"
+        )
         parts.append(("activations: top-1 (%) by fsr (fixed scaling)", f, "setting", "fsr"))
     from shiftsim.studies.shiftcnn import pivot_markdown
 
@@ -167,6 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--parts", default="weights,accumulation,activations")
     m.add_argument("--bits", type=_ints, default=[3, 4, 5])
     m.add_argument("--fsrs", type=_ints, default=[3, 4, 5, 6])
+    m.add_argument(
+        "--weights",
+        default="16-bit,quantised",
+        help="weights of the activation study: 16-bit (both kinds) and/or quantised",
+    )
     m.add_argument(
         "--log-frac-bits", type=_ints, default=[4, 10], help="g of log-domain accumulation"
     )

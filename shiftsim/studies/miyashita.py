@@ -11,8 +11,8 @@ Every conv and fully connected layer runs on :class:`~shiftsim.datapath.log_doma
   (``log_add="floor"``, the paper's rule, and ``"mitchell"``), 4-bit base-2 weights.
 * :func:`activation_configs`: b-bit log activations against b-bit linear activations for each
   full-scale range ``fsr``, run with ``scaling="fixed"`` (the fsr is the paper's: values clip
-  at ``2**fsr``): log codes ``LogFormat(b, fsr)`` with 5-bit base-sqrt(2) weights on the log
-  datapath, linear ``FixedFormat(b, b - fsr)`` with 8-bit weights on the MAC datapath.
+  at ``2**fsr``), with the same 16-bit weights (the paper's Table 1) and with each number
+  system's own quantised weights.
 
 The accumulators are 48 bits wide: the default 32 bits overflow on these receptive fields with
 ``acc_frac_bits = 16``; the tables report every layer's overflow and clipping rates. The
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ACT",
     "ACC_BITS",
+    "WEIGHT_SETTINGS",
     "accumulation_configs",
     "activation_configs",
     "datapath_study",
@@ -48,6 +49,13 @@ ACC_BITS = 48
 SQRT2_FRAC_BITS = 63 - ACC_BITS
 ACT = LogFormat(4, 10, base=2, signed=False)
 """Activations of the weight and accumulation studies: 4-bit base-2 log codes."""
+
+
+WEIGHT_SETTINGS = ("16-bit", "quantised")
+"""The weights of the activation study (see :func:`activation_configs`)."""
+W16 = FixedFormat(16, 15)
+ACT_FRAC_BITS = 16
+"""Fractional bits of a log activation on the MAC datapath: codes below ``2**-16`` flush."""
 
 
 MAC8 = FixedMacDatapath(
@@ -101,23 +109,52 @@ def accumulation_configs(log_frac_bits: Sequence[int] = (4,)) -> dict[tuple[Any,
 
 
 def activation_configs(
-    bits: Sequence[int] = (3, 4, 5), fsrs: Sequence[int] = (3, 4, 5, 6)
+    bits: Sequence[int] = (3, 4, 5),
+    fsrs: Sequence[int] = (3, 4, 5, 6),
+    weights: Sequence[str] = WEIGHT_SETTINGS,
 ) -> dict[tuple[Any, ...], Config]:
-    """``(kind, bits, fsr) -> datapath`` for ``scaling="fixed"`` runs (see the module notes)."""
+    """``(kind, weights, bits, fsr) -> datapath`` for ``scaling="fixed"`` runs.
+
+    ``kind`` is ``"log"`` (b-bit base-2 log codes of full-scale range ``fsr``) or
+    ``"linear"`` (``FixedFormat(b, b - fsr)``: the same range, b bits). ``weights``:
+
+    ``"16-bit"``
+        The paper's Table 1 (weights at full precision): 16-bit fixed-point weights for both
+        kinds, so only the activations differ. Log activations run on
+        ``FixedMacDatapath(act_log=...)``: each product is a weight shifted by the
+        activation's exponent, held with :data:`ACT_FRAC_BITS` fractional bits.
+    ``"quantised"``
+        Each number system whole: log activations with 5-bit base-sqrt(2) log weights on
+        :class:`LogDatapath` against linear activations with 6-bit fixed-point weights (both
+        6 bits with the sign).
+    """
     out: dict[tuple[Any, ...], Config] = {}
-    for b in bits:
-        for fsr in fsrs:
-            out[("linear", b, fsr)] = FixedMacDatapath(
-                weight=FixedFormat(8, 7),
-                act=FixedFormat(b, b - fsr, signed=False),
-                acc_bits=ACC_BITS,
-            )
-            out[("log", b, fsr)] = LogDatapath(
-                act=LogFormat(b, fsr, signed=False),
-                weight=LogFormat(5, 0, base="sqrt2"),
-                acc_bits=ACC_BITS,
-                sqrt2_frac_bits=SQRT2_FRAC_BITS,
-            )
+    for w in weights:
+        if w not in WEIGHT_SETTINGS:
+            raise ValueError(f"weights must hold {WEIGHT_SETTINGS}, got {w!r}")
+    for w in weights:
+        for b in bits:
+            for fsr in fsrs:
+                log = LogFormat(b, fsr, signed=False)
+                linear = FixedFormat(b, b - fsr, signed=False)
+                if w == "16-bit":
+                    out[("linear", w, b, fsr)] = FixedMacDatapath(
+                        weight=W16, act=linear, acc_bits=ACC_BITS
+                    )
+                    held = FixedFormat(max(1, fsr) + ACT_FRAC_BITS, ACT_FRAC_BITS, signed=False)
+                    out[("log", w, b, fsr)] = FixedMacDatapath(
+                        weight=W16, act=held, act_log=log, acc_bits=ACC_BITS
+                    )
+                else:
+                    out[("linear", w, b, fsr)] = FixedMacDatapath(
+                        weight=FixedFormat(6, 5), act=linear, acc_bits=ACC_BITS
+                    )
+                    out[("log", w, b, fsr)] = LogDatapath(
+                        act=log,
+                        weight=LogFormat(5, 0, base="sqrt2"),
+                        acc_bits=ACC_BITS,
+                        sqrt2_frac_bits=SQRT2_FRAC_BITS,
+                    )
     return out
 
 
