@@ -311,10 +311,12 @@ class Pow2Rows:
             grouped = split.w32.reshape(self.groups, self.rows_per_group, -1)
             y = np.matmul(grouped, cols).reshape(self.n_rows, -1).astype(np.int64)
             y <<= split.t[:, None]
-            if len(split.rows):  # the weights below each row's threshold, exactly
+            on = rows_on[split.rows]  # the rows proved safe only: their sums stay exact
+            if on.any():  # the weights below each row's threshold, exactly
                 low = np.zeros((self.n_rows, cols.shape[2]), dtype=np.float64)
-                group = split.rows // self.rows_per_group
-                sparse_rows_add(split.rows, group, split.taps, split.values, cols, low)
+                r = split.rows[on]
+                sparse_rows_add(r, r // self.rows_per_group, split.taps[on], split.values[on],
+                                cols, low)  # fmt: skip
                 y += low.astype(np.int64)
             y[~rows_on] = 0
         elif len(rows32) == self.n_rows:  # the common case: one float32 product, no copies
