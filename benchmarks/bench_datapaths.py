@@ -199,7 +199,7 @@ def networks(
     }
     if include_resnet:
         topo = read_topology("resnet18", padding="same")
-        label = "ResNet-18 (224x224)" if n_layers is None else f"ResNet-18, {n_layers} layers"
+        label = "ResNet-18 (224x224)" if n_layers is None else f"ResNet-18, first {n_layers}"
         nets[label] = [
             (Linear(t.layer.in_channels, t.layer.out_channels), (t.layer.in_channels,))
             if t.name == "FC"
