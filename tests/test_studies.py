@@ -194,6 +194,20 @@ def test_studies_command_runs_small(capsys: pytest.CaptureFixture[str]) -> None:
     assert "| N \\ B | 4 |" in out and "20 test images" in out
 
 
+def test_studies_command_refuses_unknown_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    from shiftsim.studies.__main__ import main
+
+    for args, said in [
+        ("miyashita --weights 8-bit", "argument --weights: unknown weights '8-bit'"),
+        ("miyashita --models cifar", "argument --models: unknown model 'cifar'"),
+        ("shiftcnn --bits four", "argument --bits: expected comma-separated ints, got 'four'"),
+    ]:
+        with pytest.raises(SystemExit) as exc:
+            main(args.split())
+        assert exc.value.code == 2
+        assert said in capsys.readouterr().err
+
+
 def test_torch_legacy_reader_on_efficientnet_lite0() -> None:
     from shiftsim.studies.weights import efficientnet_lite0_path, load_efficientnet_lite0
 

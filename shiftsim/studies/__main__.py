@@ -27,6 +27,18 @@ def _models(text: str) -> list[str]:
     return names
 
 
+def _weight_settings(text: str) -> list[str]:
+    from shiftsim.studies.miyashita import WEIGHT_SETTINGS
+
+    names = [t for t in text.split(",") if t]
+    for n in names:
+        if n not in WEIGHT_SETTINGS:
+            raise argparse.ArgumentTypeError(
+                f"unknown weights {n!r}; choose from {', '.join(WEIGHT_SETTINGS)}"
+            )
+    return names
+
+
 def _ints(text: str) -> list[int]:
     try:
         return [int(t) for t in text.split(",") if t]
@@ -99,7 +111,7 @@ def _miyashita(args: argparse.Namespace) -> None:
         parts.append(("accumulation: top-1 (%)", f, "model", "rule"))
     if "activations" in args.parts:
         f = m.datapath_study(
-            m.activation_configs(args.bits, args.fsrs, args.weights.split(",")),
+            m.activation_configs(args.bits, args.fsrs, args.weights),
             ("kind", "weights", "bits", "fsr"),
             args.models,
             images=args.images,
@@ -171,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--fsrs", type=_ints, default=[3, 4, 5, 6])
     m.add_argument(
         "--weights",
-        default="16-bit,quantised",
+        type=_weight_settings,
+        default=["16-bit", "quantised"],
         help="weights of the activation study: 16-bit (both kinds) and/or quantised",
     )
     m.add_argument(
