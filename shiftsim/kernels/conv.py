@@ -63,33 +63,7 @@ def im2col(
         Output: ``cols[g, (c * Kh + kh) * Kw + kw, (b * Ho + oh) * Wo + ow]`` is
         ``x[b, g * C/groups + c, ih, iw]`` (0 outside the image).
     """
-    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups = geometry
-    n_b, n_c, h_in, w_in = x.shape
-    n_cg = n_c // groups
-    n_pix = h_out * w_out
-    for task in range(n_b * n_c):
-        b = task // n_c
-        ci = task % n_c
-        g = ci // n_cg
-        c = ci % n_cg
-        for kh in range(n_kh):
-            for kw in range(n_kw):
-                row = cols[g, (c * n_kh + kh) * n_kw + kw, b * n_pix : (b + 1) * n_pix]
-                off_w = kw * dil_w - pad_w
-                # output columns whose input column lies inside the image: [lo, hi)
-                lo = min(w_out, max(0, (stride_w - 1 - off_w) // stride_w))
-                hi = max(lo, min(w_out, (w_in - 1 - off_w) // stride_w + 1))
-                for oh in range(h_out):
-                    ih = oh * stride_h - pad_h + kh * dil_h
-                    dst = row[oh * w_out : (oh + 1) * w_out]
-                    if ih < 0 or ih >= h_in:
-                        dst[:] = 0
-                        continue
-                    src = x[b, ci, ih]
-                    dst[:lo] = 0
-                    dst[hi:] = 0
-                    for ow in range(lo, hi):
-                        dst[ow] = src[ow * stride_w + off_w]
+    _fill_columns(x, geometry, n_kh, n_kw, h_out, w_out, cols, np.zeros((1, 1), np.int64), False)
 
 
 @kernel
@@ -107,6 +81,22 @@ def im2col_counted(
 
     ``nonzero`` : int64 array (groups, C/groups * Kh * Kw), added to (padding counts 0).
     """
+    _fill_columns(x, geometry, n_kh, n_kw, h_out, w_out, cols, nonzero, True)
+
+
+@kernel
+def _fill_columns(
+    x: np.ndarray,
+    geometry: tuple[int, int, int, int, int, int, int],
+    n_kh: int,
+    n_kw: int,
+    h_out: int,
+    w_out: int,
+    cols: np.ndarray,
+    nonzero: np.ndarray,
+    count: bool,
+) -> None:
+    """The loop of :func:`im2col` and :func:`im2col_counted` (``count``: add to ``nonzero``)."""
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups = geometry
     n_b, n_c, h_in, w_in = x.shape
     n_cg = n_c // groups
@@ -121,9 +111,10 @@ def im2col_counted(
                 k = (c * n_kh + kh) * n_kw + kw
                 row = cols[g, k, b * n_pix : (b + 1) * n_pix]
                 off_w = kw * dil_w - pad_w
+                # output columns whose input column lies inside the image: [lo, hi)
                 lo = min(w_out, max(0, (stride_w - 1 - off_w) // stride_w))
                 hi = max(lo, min(w_out, (w_in - 1 - off_w) // stride_w + 1))
-                count = 0
+                nz = 0
                 for oh in range(h_out):
                     ih = oh * stride_h - pad_h + kh * dil_h
                     dst = row[oh * w_out : (oh + 1) * w_out]
@@ -136,8 +127,10 @@ def im2col_counted(
                     for ow in range(lo, hi):
                         v = src[ow * stride_w + off_w]
                         dst[ow] = v
-                        count += v != 0
-                nonzero[g, k] += count
+                        if count:
+                            nz += v != 0
+                if count:
+                    nonzero[g, k] += nz
 
 
 @kernel

@@ -10,33 +10,27 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from shiftsim.models.mnist_family import MODELS
+from shiftsim.studies.miyashita import WEIGHT_SETTINGS
 
 
-def _models(text: str) -> list[str]:
-    names = [t for t in text.split(",") if t]
-    for n in names:
-        if n not in MODELS:
-            raise argparse.ArgumentTypeError(
-                f"unknown model {n!r}; choose from {', '.join(MODELS)}"
-            )
-    return names
+def _names(kind: str, options: Sequence[str]) -> Callable[[str], list[str]]:
+    """An argparse type: comma-separated names, each one of ``options`` (``kind`` in errors)."""
 
+    def parse(text: str) -> list[str]:
+        names = [t for t in text.split(",") if t]
+        for n in names:
+            if n not in options:
+                raise argparse.ArgumentTypeError(
+                    f"unknown {kind} {n!r}; choose from {', '.join(options)}"
+                )
+        return names
 
-def _weight_settings(text: str) -> list[str]:
-    from shiftsim.studies.miyashita import WEIGHT_SETTINGS
-
-    names = [t for t in text.split(",") if t]
-    for n in names:
-        if n not in WEIGHT_SETTINGS:
-            raise argparse.ArgumentTypeError(
-                f"unknown weights {n!r}; choose from {', '.join(WEIGHT_SETTINGS)}"
-            )
-    return names
+    return parse
 
 
 def _ints(text: str) -> list[int]:
@@ -169,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m shiftsim.studies", description=__doc__)
     sub = p.add_subparsers(dest="study", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--models", type=_models, default=list(MODELS))
+    common.add_argument("--models", type=_names("model", list(MODELS)), default=list(MODELS))
     common.add_argument("--images", type=int, default=None, help="first N test images")
     common.add_argument("--batch", type=int, default=250, help="images per network run")
     common.add_argument("--out", type=Path, default=None, help="write the rows as CSV")
@@ -183,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--fsrs", type=_ints, default=[3, 4, 5, 6])
     m.add_argument(
         "--weights",
-        type=_weight_settings,
+        type=_names("weights", WEIGHT_SETTINGS),
         default=["16-bit", "quantised"],
         help="weights of the activation study: 16-bit (both kinds) and/or quantised",
     )
