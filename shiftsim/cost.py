@@ -37,6 +37,7 @@ from shiftsim.cycle.schedule import (
     hardware_counts,
     map_layer,
 )
+from shiftsim.datapath.weight_cache import weight_store
 from shiftsim.energy import energy_pj
 from shiftsim.hardware import Hardware
 from shiftsim.layers import Conv2d, Linear
@@ -66,13 +67,22 @@ def real_taps(g: Geometry) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     return rows, cols
 
 
-def _shift_index(layer: Conv2d | Linear, code: Any, g: Geometry, n: int) -> NDArray[Any]:
-    """The ShiftCNN indices as ``(Co, Cg, Kh, Kw, N)``, validated."""
+def _zero_indices(layer: Conv2d | Linear, code: Any, n: int) -> int:
+    """How many of the ShiftCNN indices of ``code`` are 0 (their shape validated).
+
+    Counted once per immutable code (:mod:`~shiftsim.datapath.weight_cache`: what
+    ``prepare`` returns) and kept with it; a code with writable arrays is counted on every
+    call, so that a change made to it in place is always seen.
+    """
     index = np.asarray(getattr(code, "index", code))
     want = (*layer.weight_shape, n)
     if index.shape != want or index.dtype.kind not in "iu":
         raise ValueError(f"code.index must be an integer array of shape {want}, got {index.shape}")
-    return layer.to_nchw(index)
+    store = weight_store(code, (index,), "zero_indices")
+    zeros = store.get("zeros")
+    if zeros is None:
+        zeros = store["zeros"] = index.size - int(np.count_nonzero(index))
+    return int(zeros)
 
 
 def _correlate(
@@ -276,10 +286,7 @@ def estimate(
     if p.kind == KIND_SHIFT:
         n = p.passes
         inputs = g.batch * g.c * g.h * g.w
-        zeros = 0
-        if code is not None:
-            index = _shift_index(layer, code, g, n)
-            zeros = index.size - int(np.count_nonzero(index))
+        zeros = 0 if code is None else _zero_indices(layer, code, n)
         arith = {
             "shift_ops": inputs * p.max_shift,
             "negations": inputs * (p.max_shift + 1),

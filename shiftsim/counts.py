@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -119,22 +119,13 @@ class Counts:
     energy_pj: float = 0.0
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if type(v) is int and v >= 0 and f.name != "energy_pj":
-                continue  # already a plain non-negative int (the common case, fast)
-            if f.name == "energy_pj":
-                if isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
-                    raise TypeError(f"energy_pj must be a number, got {v!r}")
-                if not math.isfinite(float(v)) or v < 0:
-                    raise ValueError(f"energy_pj must be finite and >= 0, got {v!r}")
-                object.__setattr__(self, f.name, float(v))
-                continue
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"{f.name} must be an int, got {v!r}")
-            if v < 0:
-                raise ValueError(f"{f.name} must be >= 0, got {v!r}")
-            object.__setattr__(self, f.name, int(v))
+        values = self.__dict__
+        ints = [values[name] for name in _INT_FIELDS]
+        # the common case, fast: every count already a plain non-negative int
+        if set(map(type, ints)) != _INT_ONLY or min(ints) < 0:
+            for name in _INT_FIELDS:
+                object.__setattr__(self, name, _checked(name, values[name]))
+        object.__setattr__(self, "energy_pj", _checked("energy_pj", self.energy_pj))
 
     def __add__(self, other: Counts) -> Counts:
         if not isinstance(other, Counts):
@@ -152,9 +143,49 @@ class Counts:
         return asdict(self)
 
     def replace(self, **changes: int | float) -> Counts:
-        """A copy with some fields changed."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+        """A copy with some fields changed (only those are validated again).
+
+        Raises
+        ------
+        TypeError, ValueError
+            If a name is not a field, or a value is not a non-negative int (a finite
+            non-negative number for ``energy_pj``).
+        """
+        values = dict(self.__dict__)
+        for name, v in changes.items():
+            if name not in values:
+                raise TypeError(f"Counts has no field {name!r}")
+            values[name] = _checked(name, v)
+        out = object.__new__(type(self))
+        out.__dict__.update(values)
+        return out
 
     def nonzero(self) -> dict[str, int | float]:
         """Only the fields that are not zero."""
         return {k: v for k, v in self.to_dict().items() if v}
+
+
+#: The integer fields of :class:`Counts` (every field but ``energy_pj``).
+_INT_FIELDS = tuple(f.name for f in fields(Counts) if f.name != "energy_pj")
+_INT_ONLY = {int}
+
+
+def _checked(name: str, v: Any) -> int | float:
+    """``v`` as the field ``name`` holds it: a non-negative int, or a finite float (energy).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``v`` has the wrong type or is negative (not finite).
+    """
+    if name == "energy_pj":
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
+            raise TypeError(f"energy_pj must be a number, got {v!r}")
+        if not math.isfinite(float(v)) or v < 0:
+            raise ValueError(f"energy_pj must be finite and >= 0, got {v!r}")
+        return float(v)
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {v!r}")
+    if v < 0:
+        raise ValueError(f"{name} must be >= 0, got {v!r}")
+    return int(v)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -120,6 +120,9 @@ class Geometry:
 def geometry(layer: Conv2d | Linear, input_shape: tuple[int, ...]) -> Geometry:
     """Loop bounds of ``layer`` on an input of ``input_shape`` (validated).
 
+    The same layer and shape give the same :class:`Geometry` object (cached), so that the
+    caches keyed by it compare keys by identity.
+
     Raises
     ------
     TypeError, ValueError
@@ -127,7 +130,11 @@ def geometry(layer: Conv2d | Linear, input_shape: tuple[int, ...]) -> Geometry:
     """
     if not isinstance(layer, (Conv2d, Linear)):
         raise TypeError(f"layer must be a Conv2d or Linear, got {type(layer).__name__}")
-    shape = tuple(int(v) for v in input_shape)
+    return _geometry(layer, tuple(int(v) for v in input_shape))
+
+
+@functools.lru_cache(maxsize=4096)
+def _geometry(layer: Conv2d | Linear, shape: tuple[int, ...]) -> Geometry:
     layer.check_input_shape(shape, "input_shape")
     conv = layer.as_conv()
     if isinstance(layer, Linear):
@@ -586,8 +593,8 @@ def _tile_stats(g: Geometry, a_units: int, tile_co: int) -> tuple[int, int, int,
 def _clear_caches() -> None:
     """Forget every cached table and count (benchmarks time the model cold with it)."""
     for fn in (
-        _tapped_counts, _prefix_sums, _chunk_table, _tile_summary, _table_summary, _tile_stats,
-        _layout, _candidates, _hardware_counts, _map_layer_cached,
+        _geometry, _tapped_counts, _prefix_sums, _chunk_table, _tile_summary, _table_summary,
+        _tile_stats, _layout, _candidates, _hardware_counts, _map_layer_cached,
     ):  # fmt: skip
         fn.cache_clear()
 
@@ -869,7 +876,31 @@ def hardware_counts(g: Geometry, p: HardwareDesc, hw: Hardware, pl: Plan) -> dic
     times the full pass's term plus the last pass's, and the pipelined schedule's
     ``max(steps, next prep + previous store)`` takes one of four forms per chunk.
     """
-    return dict(_hardware_counts(g, p, hw, pl.tile_co, pl.tile_c, pl.weights, pl.input_resident))
+    mc = _machine(p, hw)
+    return dict(_hardware_counts(g, p, mc, pl.tile_co, pl.tile_c, pl.weights, pl.input_resident))
+
+
+class _Machine(NamedTuple):
+    """What the closed-form counts of a plan read of a :class:`Hardware`, and nothing else.
+
+    The cache key of :func:`_hardware_counts`: machines that differ only in what it does
+    not read (buffer sizes, once the plan is chosen; the clock; the energy's access widths;
+    the dataflow) share their counts, as the machines of a sweep over buffers do.
+    """
+
+    a_units: int  # outputs in parallel, :func:`parallel_outputs`
+    tree_width: int
+    shift_width: int
+    dram_bytes_per_cycle: int
+    weight_rf_entries: int
+    pipelined: bool
+
+
+def _machine(p: HardwareDesc, hw: Hardware) -> _Machine:
+    return _Machine(
+        parallel_outputs(p, hw), hw.tree_width, hw.shift_width, hw.dram_bytes_per_cycle,
+        hw.weight_rf_entries, bool(hw.pipelined),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -940,9 +971,9 @@ def _layout(g: Geometry, a_units: int, tile_co: int, resident_in: bool) -> _Layo
     )
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=4096)
 def _hardware_counts(
-    g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int, weights: int,
+    g: Geometry, p: HardwareDesc, hw: _Machine, tile_co: int, tile_c: int, weights: int,
     input_resident: bool,
 ) -> tuple[tuple[str, int], ...]:  # fmt: skip
     m = -(-g.cg // tile_c)
@@ -954,7 +985,7 @@ def _hardware_counts(
     word = p.words_per_input * p.word_bits if p.has_shift_unit else p.act_bits
     bw, sw = hw.dram_bytes_per_cycle, hw.shift_width
     resident_in = line and input_resident
-    lay = _layout(g, parallel_outputs(p, hw), tile_co, resident_in)
+    lay = _layout(g, hw.a_units, tile_co, resident_in)
     seq, r_n = lay.seq, lay.rows
     in_all = _tapped_rows(g) * g.c * _tapped_cols(g) * p.act_bits
     row_bits = _tapped_cols(g) * p.act_bits
