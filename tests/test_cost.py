@@ -264,6 +264,22 @@ def test_counts_validation(field, value):
     assert Counts(adds=np.int64(3)).adds == 3 and type(Counts(adds=np.int64(3)).adds) is int
 
 
+def test_counts_replace_validates_what_changes():
+    c = Counts(adds=5, cycles=7, energy_pj=1.5)
+    r = c.replace(adds=np.int64(9), energy_pj=2)
+    assert r == Counts(adds=9, cycles=7, energy_pj=2.0) and c.adds == 5
+    assert type(r.adds) is int and type(r.energy_pj) is float and type(r) is Counts
+    assert c.replace() == c
+    for field, value, err in [("adds", -1, ValueError), ("cycles", 2.0, TypeError),
+                              ("selects", np.bool_(True), TypeError),
+                              ("energy_pj", math.inf, ValueError), ("energy_pj", "1", TypeError),
+                              ("dram_bytes", 1, TypeError)]:  # fmt: skip
+        with pytest.raises(err, match=field):
+            c.replace(**{field: value})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.adds = 1
+
+
 def test_storage_energy_is_continuous_in_capacity_and_width():
     t = EnergyTable.default()
     assert "45 nm" in t.name
