@@ -16,14 +16,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shiftsim.cost import estimate
-from shiftsim.cycle.schedule import _clear_caches, geometry
+from shiftsim.cost import estimate, mapping
+from shiftsim.cycle.schedule import _clear_caches, describe, geometry, smallest_tile_needs
 from shiftsim.datapath.log_domain import LogDatapath
 from shiftsim.datapath.mac import FixedMacDatapath
 from shiftsim.datapath.shift_add import ShiftAddDatapath
 from shiftsim.datapath.weight_cache import immutable
 from shiftsim.hardware import Hardware
-from shiftsim.layers import Conv2d
+from shiftsim.layers import Conv2d, Linear
 from shiftsim.quantize import ShiftCode
 from tests.strategies import hardware_configs, layer_and_input_shape
 
@@ -72,6 +72,76 @@ def test_a_sweep_of_machines_gives_what_a_cold_model_gives(case, hw, kind, names
     for m, got in zip(machines, warm, strict=True):
         _clear_caches()
         assert got == _outcome(layer, dp, m, shape), m
+
+
+#: Layers whose mappings change with every buffer: a convolution, a grouped one, a Linear.
+WALK_LAYERS = [
+    (Conv2d(12, 20, 3, padding=1), (1, 12, 10, 10)),
+    (Conv2d(12, 12, 3, padding=1, groups=3, stride=(1, 2)), (2, 12, 8, 9)),
+    (Linear(40, 24), (3, 40)),
+]
+
+
+@pytest.mark.parametrize("kind", sorted(DATAPATHS))
+def test_a_random_walk_over_machines_gives_what_a_cold_model_gives(kind, rng):
+    """Machines one field apart, buffers around every layer's thresholds; warm == cold.
+
+    Buffers take values from the smallest tile's needs to far beyond them, so weight
+    placement, input residency, tiles and dataflow change along the walk, and every value
+    is met again later (a stale entry would be found).
+    """
+    dp = DATAPATHS[kind]()
+    hw = Hardware.tiny()
+    needs = {}
+    for layer, shape in WALK_LAYERS:
+        for name, v in smallest_tile_needs(geometry(layer, shape), describe(dp), hw).items():
+            needs[name] = max(needs.get(name, 0), v)
+    ladders = {name: [v * f // 4 for f in (3, 4, 5, 6, 8, 12, 16, 32, 64, 256)]
+               for name, v in needs.items()}  # fmt: skip
+    ladders.update(
+        acc_units=[2, 3, 4, 8], tree_width=[1, 2, 4, 5], shift_width=[1, 4, 16],
+        dram_bytes_per_cycle=[1, 2, 8], weight_rf_entries=[0, 9, 36, 1024],
+        pipelined=[True, False], dataflow=["os", "ws", "auto"],
+    )  # fmt: skip
+    names = sorted(ladders)
+    machines = [hw]
+    for _ in range(60):
+        name = names[rng.integers(len(names))]
+        value = ladders[name][rng.integers(len(ladders[name]))]
+        machines.append(machines[-1].replace(**{name: value}))
+    warm = [[_outcome(layer, dp, m, shape) for layer, shape in WALK_LAYERS] for m in machines]
+    for m, got in zip(machines, warm, strict=True):
+        _clear_caches()
+        assert got == [_outcome(layer, dp, m, shape) for layer, shape in WALK_LAYERS], m
+    mapped = sum(not isinstance(v, str) for row in warm for v in row)
+    assert mapped >= len(warm)  # most machines map most layers: the walk tests mappings
+
+
+@pytest.mark.parametrize("kind", sorted(DATAPATHS))
+def test_input_residency_is_part_of_every_key(kind):
+    """Two machines with the same tiles, the inputs resident on one: each gets its own counts.
+
+    Their input buffers are one byte apart, across two elements' tapped rows (12 channels,
+    10 x 10 positions); the weights (800 bytes of buffer) are swept in output-channel tiles.
+    """
+    layer, shape = Conv2d(12, 20, 3, padding=1), (1, 12, 10, 10)
+    dp = DATAPATHS[kind]()
+    keep = 2 * 12 * 10 * 10 * describe(dp).act_bits // 8
+    hw = Hardware.tiny().replace(weight_buffer_bytes=800, dataflow="os")
+    line, kept = hw.replace(input_buffer_bytes=keep - 1), hw.replace(input_buffer_bytes=keep)
+    plans = [mapping(layer, dp, m, shape) for m in (line, kept)]
+    tiles = [(m["tile_co"], m["tile_c"], m["weights"]) for m in plans]
+    assert tiles[0] == tiles[1] and tiles[0][0] < 20 and tiles[0][1:] == (12, "sweep")
+    assert [m["input_resident"] for m in plans] == [False, True]
+    cold = []
+    for m in (line, kept):
+        _clear_caches()
+        cold.append(estimate(layer, dp, m, input_shape=shape))
+    assert cold[0].dram_read_bytes > cold[1].dram_read_bytes
+    for order in ((line, kept), (kept, line)):
+        _clear_caches()
+        for m in order:
+            assert estimate(layer, dp, m, input_shape=shape) == cold[m is kept]
 
 
 def test_each_machine_field_the_counts_read_changes_them():

@@ -594,7 +594,8 @@ def _clear_caches() -> None:
     """Forget every cached table and count (benchmarks time the model cold with it)."""
     for fn in (
         _geometry, _tapped_counts, _prefix_sums, _chunk_table, _tile_summary, _table_summary,
-        _tile_stats, _layout, _candidates, _hardware_counts, _map_layer_cached,
+        _tile_stats, _tile_options, _plan_dram, _layout, _candidates, _hardware_counts,
+        _map_layer_cached,
     ):  # fmt: skip
         fn.cache_clear()
 
@@ -768,16 +769,6 @@ def _weight_mode(g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int) -> in
     if 2 * min(tile_co, g.co) * k <= cap_w:
         return WEIGHTS_SWEEP
     return WEIGHTS_PASS
-
-
-def _input_resident(g: Geometry, p: HardwareDesc, hw: Hardware, tile_co: int, tile_c: int) -> bool:
-    rows = _tapped_rows(g)
-    return bool(
-        tile_c >= g.cg
-        and g.groups == 1
-        and tile_co < g.co
-        and 2 * rows * g.c * _tapped_cols(g) * p.act_bits <= hw.input_buffer_bytes * 8
-    )
 
 
 def buffer_needs(
@@ -1255,22 +1246,44 @@ def _candidates(limit: int, unit: int) -> tuple[int, ...]:
     return tuple(sorted(vals, reverse=True))
 
 
-def _choose(
-    g: Geometry,
-    p: HardwareDesc,
-    hw: Hardware,
-    st: tuple[int, int, int, int, int, bool],
-    tile_co: int,
-    tile_c: int,
-    weights: int,
-) -> tuple[bool, str, tuple[int, int, int, int]]:
-    """Input residency and dataflow of these tiles, and their buffers' bits."""
-    a_units = parallel_outputs(p, hw)
-    resident = _input_resident(g, p, hw, tile_co, tile_c)
-    per_unit = g.cg * g.kh * g.kw
-    ws = tile_c >= g.cg and a_units % tile_co == 0 and per_unit <= hw.weight_rf_entries
-    ws = ws and st[5]
-    return resident, "ws" if ws else "os", _need_bits(g, p, a_units, st, tile_c, weights, resident)
+#: One input-channel tile of an output tile, as :func:`plan` checks it against a machine:
+#: ``(tile_c, bits, bits_resident, ws)``: the buffers' bits (:func:`_need_bits`) with the
+#: inputs not resident, and resident (None when these tiles cannot keep them: the machine
+#: decides whether its input buffer can), and whether it is weight-stationary when the
+#: machine's register files hold a filter.
+_Option = tuple[int, tuple[int, int, int, int], tuple[int, int, int, int] | None, bool]
+
+
+@functools.lru_cache(maxsize=4096)
+def _tile_options(
+    g: Geometry, p: HardwareDesc, a_units: int, tree_width: int, tile_co: int, weights: int
+) -> tuple[_Option, ...]:
+    """Every input-channel tile candidate of ``tile_co`` (largest first), machine-free.
+
+    What :func:`plan` needs of each tile that does not depend on the buffer sizes. The
+    inputs stay resident when the tiles allow it (one input-channel tile, several output
+    tiles, no groups) and the input buffer holds two elements' tapped rows; the dataflow is
+    weight-stationary when the tiles allow it and the units' register files hold a filter:
+    :func:`plan` checks the machine's part of both.
+    """
+    st = _tile_stats(g, a_units, tile_co)
+    out = []
+    for tile_c in _candidates(g.cg, tree_width):
+        can_keep = tile_c >= g.cg and g.groups == 1 and tile_co < g.co
+        need = _need_bits(g, p, a_units, st, tile_c, weights, False)
+        need_res = _need_bits(g, p, a_units, st, tile_c, weights, True) if can_keep else None
+        ws = tile_c >= g.cg and a_units % tile_co == 0 and st[5]
+        out.append((tile_c, need, need_res, ws))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=8192)
+def _plan_dram(
+    g: Geometry, p: HardwareDesc, a_units: int, tile_co: int, tile_c: int, weights: int,
+    resident: bool,
+) -> int:  # fmt: skip
+    """DRAM bytes of these tiles (:func:`_dram` of their segments): no machine field."""
+    return _dram(g, p, _segments(g, a_units, tile_co), tile_c, weights, resident)
 
 
 def smallest_tile_needs(g: Geometry, p: HardwareDesc, hw: Hardware) -> dict[str, int]:
@@ -1319,8 +1332,10 @@ def plan(
     top_os: int | None = None  # the least DRAM traffic found, of any and of a ws candidate
     top_ws: int | None = None
     lower = _dram_lower_bound(g, p, hw)
-    caps = tuple(getattr(hw, name) * 8 for name in _BUFFERS)
-    tile_cs = _candidates(g.cg, hw.tree_width)
+    c_in, c_shift, c_w, c_out = (getattr(hw, name) * 8 for name in _BUFFERS)
+    # the machine's part of input residency (two elements' tapped rows) and of ws
+    can_keep = 2 * _tapped_rows(g) * g.c * _tapped_cols(g) * p.act_bits <= c_in
+    rf_holds = g.cg * g.kh * g.kw <= hw.weight_rf_entries
     for tile_co in _candidates(g.co, a_units):
         # skip what cannot beat the best found (a tie loses to the larger tile found first)
         bound = lower(tile_co)
@@ -1329,13 +1344,15 @@ def plan(
             break  # the bound only grows as the tiles shrink
         if os_done and a_units % tile_co != 0:
             continue  # nor can it be weight-stationary
-        st = _tile_stats(g, a_units, tile_co)
         weights = _weight_mode(g, p, hw, tile_co)
-        for tile_c in tile_cs:
-            resident, dataflow, needs = _choose(g, p, hw, st, tile_co, tile_c, weights)
-            if all(n <= c for n, c in zip(needs, caps, strict=True)):
-                segs = _segments(g, a_units, tile_co)
-                dram = _dram(g, p, segs, tile_c, weights, resident)
+        for tile_c, bits, bits_res, stationary in _tile_options(
+            g, p, a_units, hw.tree_width, tile_co, weights
+        ):
+            resident = can_keep and bits_res is not None
+            n_in, n_shift, n_w, n_out = bits_res if bits_res is not None and resident else bits
+            if n_in <= c_in and n_shift <= c_shift and n_w <= c_w and n_out <= c_out:
+                dataflow = "ws" if stationary and rf_holds else "os"
+                dram = _plan_dram(g, p, a_units, tile_co, tile_c, weights, resident)
                 found.append(((dram, -tile_co), (tile_co, tile_c, weights, resident, dataflow)))
                 top_os = dram if top_os is None else min(top_os, dram)
                 if dataflow == "ws":
