@@ -70,9 +70,10 @@ def real_taps(g: Geometry) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
 def _zero_indices(layer: Conv2d | Linear, code: Any, n: int) -> int:
     """How many of the ShiftCNN indices of ``code`` are 0 (their shape validated).
 
-    Counted once per immutable code (:mod:`~shiftsim.datapath.weight_cache`: what
-    ``prepare`` returns) and kept with it; a code with writable arrays is counted on every
-    call, so that a change made to it in place is always seen.
+    Counted once per immutable code (its index array read-only over ``bytes``, as
+    :func:`~shiftsim.datapath.weight_cache.immutable` makes it) and kept with the code; a
+    code with writable arrays is counted on every call, so that a change made to it in
+    place is always seen.
     """
     index = np.asarray(getattr(code, "index", code))
     want = (*layer.weight_shape, n)
@@ -220,7 +221,9 @@ def estimate(
         The machine.
     code : ShiftCode, LogCode or ndarray, optional
         The weights as the datapath takes them. ShiftCNN indices: zero indices are counted
-        exactly; log codes: see ``x``; MAC weights are not needed (no count depends on them).
+        exactly (once per immutable code, kept with it: sweeps over machines pass the same
+        code again; a writable one is counted on every call); log codes: see ``x``; MAC
+        weights are not needed (no count depends on them).
     input_shape : tuple of int, optional
         ``(B, C, H, W)`` (``(B, in_features)`` for Linear); required for Conv2d unless ``x``
         is given. A Linear layer defaults to batch 1.

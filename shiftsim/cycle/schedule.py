@@ -12,7 +12,19 @@ closed forms reads) with their multiplicities (:class:`_Summary`), so that every
 chunks is a weighted sum over a few hundred rows, and a chunk's ``m`` passes are ``m - 1``
 full input-channel tiles plus the last. The mapping search reads each output tile's buffer
 needs from cached maxima and skips output tiles whose DRAM lower bound cannot beat the best
-found. Summaries, maxima, counts and mappings are cached.
+found. Summaries, maxima, counts and mappings are cached, each keyed by what it reads and
+nothing more, so that the machines of a sweep share what does not depend on them:
+
+- per geometry and ``A`` (:func:`parallel_outputs`): the chunk summaries and their maxima;
+- per output tile and weight placement (and ``T``, which sets the input-channel tiles):
+  each input-channel tile's buffer needs, with the inputs resident and not, and whether it
+  can be weight-stationary (:func:`_tile_options`); per tiling, its DRAM bytes;
+- per tiling and the machine's :class:`_Machine` fields (``A``, ``T``, shift width, DRAM
+  port, register file, pipelining): the hardware counts. A sweep over buffer sizes meets
+  the same few tilings again and again;
+- per machine (every field): the mapping (:func:`map_layer`), which checks the buffers,
+  the machine's part of input residency and of weight-stationarity, and prices ``auto``.
+
 The formulas are in the package docstring of :mod:`shiftsim.cycle`.
 """
 
