@@ -318,6 +318,28 @@ def test_summaries_keep_every_chunk_in_context(case, a_units, q, multiple):
     assert int(s.cur["nrg"][s.last]) == int(d["new_rows"][-1])
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(1, 4), st.integers(1, 4), st.integers(1, 3), st.integers(1, 3),
+    st.integers(0, 3), st.integers(1, 2), st.integers(1, 5), st.integers(1, 5),
+    st.integers(1, 5),
+)  # fmt: skip
+def test_position_summary_keeps_every_chunk_in_context(kh, kw, sh, dw, ph, dh, h, w, a_units):
+    """The ``A``-channel tile's summary (built from output rows and columns, one position
+    per chunk) against its chunk table: down to one output row or column, dilated, padded
+    beyond the kernel's reach on one side."""
+    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    h, w = max(h, span_h - 2 * ph), max(w, span_w)
+    layer = Conv2d(2, 3, (kh, kw), stride=(sh, 1), padding=(ph, 0), dilation=(dh, dw))
+    g = geometry(layer, (1, 2, h, w))
+    s = _tile_summary(g, a_units, a_units)
+    d = _tile_segment(g, a_units, a_units)
+    assert s.n == len(d["length"]) == g.ho * g.wo
+    assert _summary_triples(s) == _triples(d)
+    assert int(s.w[s.first]) == int(s.w[s.last]) == 1 and int(s.w.sum()) == s.n
+    assert not s.has_prev[s.first] and not s.has_next[s.last]
+
+
 @pytest.mark.parametrize(
     ("co", "input_bytes", "weight_bytes", "pipelined", "tile_co", "n_ctiles"),
     [

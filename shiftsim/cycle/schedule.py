@@ -500,7 +500,134 @@ def _tile_summary(g: Geometry, a_units: int, ct: int) -> _Summary:
     q, r = divmod(ct, a_units)
     if q > 1 and r == 0:
         return _copies(_tile_summary(g, a_units, a_units), q, ct)
+    if ct == a_units:
+        return _position_summary(g, a_units)
     return _summarise(_tile_segment(g, a_units, ct))
+
+
+def _position_summary(g: Geometry, a_units: int) -> _Summary:
+    """:class:`_Summary` of the ``A``-channel tile from the rows and columns, not the chunks.
+
+    Chunk ``k`` of this tile is output position ``(oh, ow) = divmod(k, Wo)``, all ``A``
+    channels: its window is the rows of ``oh`` times the columns of ``ow``, so that every
+    feature is a product of a row's term and a column's. With, per output row, ``RW`` (tapped
+    rows of its window), ``NR`` (those no earlier row loaded), ``RI`` (those it shares with
+    the previous row's window) and ``rr`` (real kernel rows), and per output column ``CW``,
+    ``CI`` (shared with the previous column's window) and ``cc``; ``CX`` the columns the
+    windows of the first and the last column share:
+
+    - ``ow > 0``: ``rows = RW``, ``new_rows = 0``, ``box = RW*CW``,
+      ``new_box = RW*(CW - CI)``;
+    - ``ow = 0`` (``k > 0``): ``new_rows = NR``, ``new_box = RW*CW - RI*CX`` (the previous
+      chunk ends the previous row);
+    - ``reads = rr*cc``; ``length = distinct_co = ct = A``; ``same_co`` but for the first.
+
+    Rows: the first and the last chunk; the chunks inside a row (``0 < ow < Wo - 1``) as
+    the pairs of distinct row terms and distinct column terms, each weighted by the product
+    of their multiplicities; each row's last chunk and first chunk one row per output row.
+    Rows need not be distinct: every closed form is a weighted sum or a maximum over them.
+    """
+    rcum, ccum, _, _ = _prefix_sums(g)
+    ho, wo, a = g.ho, g.wo, a_units
+    oh = np.arange(ho, dtype=np.int64)
+    ow = np.arange(wo, dtype=np.int64)
+    r0 = np.maximum(oh * g.sh - g.ph, 0)
+    r1 = np.minimum(oh * g.sh - g.ph + (g.kh - 1) * g.dh, g.h - 1)
+    c0 = np.maximum(ow * g.sw - g.pw, 0)
+    c1 = np.minimum(ow * g.sw - g.pw + (g.kw - 1) * g.dw, g.w - 1)
+    ends = np.where(r1 >= r0, r1, -1)
+    seen = np.concatenate(([-1], np.maximum.accumulate(ends)[:-1]))
+    rw = _count(rcum, r0, r1)
+    nr = _count(rcum, np.maximum(r0, seen + 1), r1)
+    ri = np.concatenate(
+        ([0], _count(rcum, np.maximum(r0[1:], r0[:-1]), np.minimum(r1[1:], r1[:-1])))
+    )
+    cw = _count(ccum, c0, c1)
+    ci = np.concatenate(
+        ([0], _count(ccum, np.maximum(c0[1:], c0[:-1]), np.minimum(c1[1:], c1[:-1])))
+    )
+    cx = int(_count(ccum, np.maximum(c0[:1], c0[-1:]), np.minimum(c1[:1], c1[-1:]))[0])
+    taps_h = oh[:, None] * g.sh - g.ph + np.arange(g.kh)[None, :] * g.dh
+    taps_w = ow[:, None] * g.sw - g.pw + np.arange(g.kw)[None, :] * g.dw
+    rr = ((taps_h >= 0) & (taps_h < g.h)).sum(axis=1).astype(np.int64)
+    cc = ((taps_w >= 0) & (taps_w < g.w)).sum(axis=1).astype(np.int64)
+
+    def chunk(i: NDArray[np.int64], j: NDArray[np.int64]) -> dict[str, NDArray[np.int64]]:
+        """Features of the chunks at rows ``i``, columns ``j`` (not the element's first)."""
+        start = j == 0
+        box = rw[i] * cw[j]
+        return {
+            "rg": rw[i],
+            "nrg": np.where(start, nr[i], 0),
+            "bg": box,
+            "nbg": np.where(start, box - ri[i] * cx, rw[i] * (cw[j] - ci[j])),
+            "reads": rr[i] * cc[j],
+        }
+
+    def following(i: NDArray[np.int64], j: NDArray[np.int64]) -> tuple[Any, Any]:
+        """The position after ``(i, j)`` in raster order."""
+        wrap = j == wo - 1
+        return np.where(wrap, i + 1, i), np.where(wrap, 0, j + 1)
+
+    ii: list[NDArray[np.int64]] = []
+    jj: list[NDArray[np.int64]] = []
+    ww: list[NDArray[np.int64]] = []
+    n = ho * wo
+    last_i, last_j = np.array([ho - 1]), np.array([wo - 1])
+    zero = np.zeros(1, np.int64)
+    ii.append(zero)  # the first chunk
+    jj.append(zero)
+    ww.append(np.ones(1, np.int64))
+    if n > 1:  # the last chunk
+        ii.append(last_i)
+        jj.append(last_j)
+        ww.append(np.ones(1, np.int64))
+    if wo > 2:  # inside a row: distinct row terms x distinct column terms
+        row_idx, row_n = _distinct([rw, rr])
+        inner = np.arange(1, wo - 1)
+        col_idx, col_n = _distinct([cw[inner], ci[inner], cc[inner], cw[inner + 1], ci[inner + 1]])
+        col_idx = inner[col_idx]
+        ii.append(np.repeat(row_idx, len(col_idx)))
+        jj.append(np.tile(col_idx, len(row_idx)))
+        ww.append(np.outer(row_n, col_n).ravel())
+    # each row's first and last chunk (the element's first and last excluded)
+    firsts = np.arange(1, ho) if wo > 1 or n == 1 else np.arange(1, ho - 1)
+    ii.append(firsts)
+    jj.append(np.zeros(len(firsts), np.int64))
+    ww.append(np.ones(len(firsts), np.int64))
+    if wo > 1:
+        lasts = np.arange(0, ho - 1)
+        ii.append(lasts)
+        jj.append(np.full(len(lasts), wo - 1, np.int64))
+        ww.append(np.ones(len(lasts), np.int64))
+    i_cur, j_cur, w = np.concatenate(ii), np.concatenate(jj), np.concatenate(ww)
+    cur = chunk(i_cur, j_cur)
+    k0 = ((i_cur == 0) & (j_cur == 0)).astype(np.int64)
+    cur["nrg"] = np.where(k0 == 1, nr[0], cur["nrg"])
+    cur["nbg"] = np.where(k0 == 1, cur["bg"], cur["nbg"])
+    has_next = (i_cur * wo + j_cur) < n - 1
+    i_nxt, j_nxt = following(i_cur, j_cur)
+    i_nxt, j_nxt = np.where(has_next, i_nxt, i_cur), np.where(has_next, j_nxt, j_cur)
+    nxt = chunk(i_nxt, j_nxt)
+    first_nxt = (i_nxt == 0) & (j_nxt == 0)  # only when the sequence is one chunk
+    nxt["nrg"] = np.where(first_nxt, nr[0], nxt["nrg"])
+    nxt["nbg"] = np.where(first_nxt, nxt["bg"], nxt["nbg"])
+    rows = len(w)
+    full = np.full(rows, a, np.int64)
+    return _Summary(
+        n=n,
+        cur={"length": full, "rg": cur["rg"], "nrg": cur["nrg"], "bg": cur["bg"],
+             "nbg": cur["nbg"], "dco": full, "k0": k0, "same": 1 - k0, "ct": full,
+             "reads": cur["reads"]},
+        nxt={"nrg": nxt["nrg"], "bg": nxt["bg"], "nbg": nxt["nbg"], "dco": full,
+             "k0": first_nxt.astype(np.int64), "ct": full},
+        prev_len=full,
+        w=w,
+        has_next=has_next,
+        has_prev=k0 == 0,
+        first=0,
+        last=1 if n > 1 else 0,
+    )  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1024)
