@@ -110,7 +110,7 @@ class Geometry:
     dw: int
     groups: int
 
-    @property
+    @functools.cached_property
     def cg(self) -> int:
         """Input channels per group."""
         return self.c // self.groups
@@ -123,7 +123,7 @@ class Geometry:
     def _hash(self) -> int:
         return hash(tuple(getattr(self, f.name) for f in fields(self)))
 
-    @property
+    @functools.cached_property
     def outputs(self) -> int:
         """Outputs per batch element, ``Co*Ho*Wo``."""
         return self.co * self.ho * self.wo
@@ -382,6 +382,11 @@ class _Summary:
         """Per feature (filled on first use), ``sum(w * x)`` and each residue's weight."""
         return {}
 
+    @functools.cached_property
+    def _round_up(self) -> dict[tuple[str, int], int]:
+        """Per feature and ``bits mod 8`` (filled on first use), ``sum(w * (-x*bits mod 8))``."""
+        return {}
+
     def bytes_sum(self, name: str, bits: int) -> int:
         """``sum over chunks of ceil(x * bits / 8)`` for the feature ``name`` (``x >= 0``).
 
@@ -393,7 +398,11 @@ class _Summary:
             counts = np.bincount(x % 8, weights=self.w, minlength=8)
             self._mod8[name] = (int(np.dot(self.w, x)), [int(v) for v in counts])
         total, res = self._mod8[name]
-        return (total * bits + sum(c * (-r * bits % 8) for r, c in enumerate(res) if c)) // 8
+        key = (name, bits % 8)
+        up = self._round_up.get(key)
+        if up is None:
+            up = self._round_up[key] = sum(c * (-r * bits % 8) for r, c in enumerate(res) if c)
+        return (total * bits + up) // 8
 
 
 def _distinct(
