@@ -7,8 +7,9 @@ the log datapath (log accumulation), after a warm-up (compilation excluded), bes
 data) on every count but the overflows. Analytic model: every layer of ResNet-18 and
 GoogLeNet (``padding="same"``) on every preset, the median of ``--repeat`` passes, in ms per
 layer and per network (the mapping search included): cold (every cache emptied), in a sweep
-(a new machine each pass: the layers' tables for its ``acc_units`` cached) and warm (the
-same machine again: the mapping cached). Then the machine and its load.
+(a new machine each pass: the layers' tables for its ``acc_units`` cached; the weight codes
+writable, so their zero indices are counted on every call, and immutable, counted once) and
+warm (the same machine again: the mapping cached). Then the machine and its load.
 
 Run::
 
@@ -18,6 +19,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import time
@@ -30,6 +32,7 @@ from shiftsim.cycle.schedule import _clear_caches
 from shiftsim.datapath.log_domain import LogDatapath
 from shiftsim.datapath.mac import FixedMacDatapath
 from shiftsim.datapath.shift_add import ShiftAddDatapath
+from shiftsim.datapath.weight_cache import immutable
 from shiftsim.hardware import Hardware
 from shiftsim.io.topology import read_topology
 from shiftsim.layers import Conv2d
@@ -116,7 +119,8 @@ def bench_analytic(repeat: int) -> None:
 
     ``cold``: every cache emptied before each pass over the network (a new network);
     ``sweep``: a new machine for every pass (the preset with its four buffers scaled), the
-    layer geometry's tables cached, as in a sweep over hardware points;
+    layer geometry's tables cached, as in a sweep over hardware points; ``frozen``: the
+    same with immutable weight codes (their zero indices counted once, kept with them);
     ``warm``: the same machine again (the mapping search cached).
     Wall-clock and CPU (this process: less sensitive to a loaded machine) medians.
     """
@@ -124,6 +128,7 @@ def bench_analytic(repeat: int) -> None:
     for net in ("resnet18", "googlenet"):
         layers = read_topology(net, padding="same")
         codes = [quantize_shiftcnn(rng.normal(size=t.layer.weight_shape), 2, 4) for t in layers]
+        frozen = [dataclasses.replace(c, index=immutable(c.index)) for c in codes]
         for hw_name in ("paper", "edge", "tiny"):
             base = getattr(Hardware, hw_name)()
             dp = ShiftAddDatapath()
@@ -148,13 +153,19 @@ def bench_analytic(repeat: int) -> None:
             t_sweep, c_sweep, _ = median_time(
                 lambda run=run, machines=machines: run(next(machines)), repeat
             )
+            run(next(machines), codes=frozen)  # each code's zero indices, once
+            t_frozen, _, _ = median_time(
+                lambda run=run, machines=machines, frozen=frozen: run(next(machines), codes=frozen),
+                repeat,
+            )
             t_warm, c_warm, _ = median_time(lambda run=run, base=base: run(base), repeat)
             total = sum(counts)
             n = len(layers)
             print(
                 f"analytic model, {net} ({n} layers) on Hardware.{hw_name}: ms/layer "
-                f"cold {t_cold / n * 1e3:.3f}, sweep {t_sweep / n * 1e3:.3f}, "
-                f"warm {t_warm / n * 1e3:.3f} (target <= 0.3; CPU {c_cold / n * 1e3:.3f}, "
+                f"cold {t_cold / n * 1e3:.3f}, sweep {t_sweep / n * 1e3:.3f} (immutable "
+                f"codes {t_frozen / n * 1e3:.3f}), warm {t_warm / n * 1e3:.3f} (target "
+                f"<= 0.3; CPU {c_cold / n * 1e3:.3f}, "
                 f"{c_sweep / n * 1e3:.3f}, {c_warm / n * 1e3:.3f}); ms/network cold "
                 f"{t_cold * 1e3:.1f}, sweep {t_sweep * 1e3:.1f}, warm {t_warm * 1e3:.1f}; "
                 f"{total.cycles:,d} cycles, {total.energy_pj * 1e-6:,.1f} uJ"
