@@ -197,13 +197,29 @@ def _count(cum: NDArray[np.int64], lo: NDArray[np.int64], hi: NDArray[np.int64])
     return np.where(hi >= lo, np.maximum(cum[hi_c] - cum[lo_c], 0), 0)
 
 
-def _real_per_position(g: Geometry) -> NDArray[np.int64]:
-    """Kernel taps of each output position (raster order) that land inside the image."""
+def _real_taps(g: Geometry) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Kernel rows (per output row) and columns (per output column) inside the image."""
     oh = np.arange(g.ho)[:, None] * g.sh - g.ph + np.arange(g.kh)[None, :] * g.dh
     ow = np.arange(g.wo)[:, None] * g.sw - g.pw + np.arange(g.kw)[None, :] * g.dw
-    rr = ((oh >= 0) & (oh < g.h)).sum(axis=1)
-    cc = ((ow >= 0) & (ow < g.w)).sum(axis=1)
-    return (rr[:, None] * cc[None, :]).ravel().astype(np.int64)
+    rr = ((oh >= 0) & (oh < g.h)).sum(axis=1).astype(np.int64)
+    cc = ((ow >= 0) & (ow < g.w)).sum(axis=1).astype(np.int64)
+    return rr, cc
+
+
+def _real_per_position(g: Geometry) -> NDArray[np.int64]:
+    """Kernel taps of each output position (raster order) that land inside the image."""
+    rr, cc = _real_taps(g)
+    return (rr[:, None] * cc[None, :]).ravel()
+
+
+@functools.lru_cache(maxsize=256)
+def _tapped_prefix(g: Geometry) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Prefix sums of the tapped rows and columns (``cum[i]``: tapped indices below ``i``)."""
+    trow, tcol = tapped(g)
+    out = (np.concatenate(([0], np.cumsum(trow))), np.concatenate(([0], np.cumsum(tcol))))
+    for v in out:
+        v.flags.writeable = False
+    return out
 
 
 @functools.lru_cache(maxsize=256)
@@ -211,17 +227,11 @@ def _prefix_sums(
     g: Geometry,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
     """Prefix sums of the tapped rows and columns; real taps per position and their sums."""
-    trow, tcol = tapped(g)
     real = _real_per_position(g)
-    out = (
-        np.concatenate(([0], np.cumsum(trow))),
-        np.concatenate(([0], np.cumsum(tcol))),
-        real,
-        np.concatenate(([0], np.cumsum(real))),
-    )
-    for v in out:
-        v.flags.writeable = False
-    return out
+    real.flags.writeable = False
+    rcs = np.concatenate(([0], np.cumsum(real)))
+    rcs.flags.writeable = False
+    return (*_tapped_prefix(g), real, rcs)
 
 
 def _tile_chunks(g: Geometry, a_units: int, ct: int) -> dict[str, NDArray[np.int64]]:
@@ -536,7 +546,7 @@ def _position_summary(g: Geometry, a_units: int) -> _Summary:
     of their multiplicities; each row's last chunk and first chunk one row per output row.
     Rows need not be distinct: every closed form is a weighted sum or a maximum over them.
     """
-    rcum, ccum, _, _ = _prefix_sums(g)
+    rcum, ccum = _tapped_prefix(g)
     ho, wo, a = g.ho, g.wo, a_units
     oh = np.arange(ho, dtype=np.int64)
     ow = np.arange(wo, dtype=np.int64)
@@ -556,10 +566,7 @@ def _position_summary(g: Geometry, a_units: int) -> _Summary:
         ([0], _count(ccum, np.maximum(c0[1:], c0[:-1]), np.minimum(c1[1:], c1[:-1])))
     )
     cx = int(_count(ccum, np.maximum(c0[:1], c0[-1:]), np.minimum(c1[:1], c1[-1:]))[0])
-    taps_h = oh[:, None] * g.sh - g.ph + np.arange(g.kh)[None, :] * g.dh
-    taps_w = ow[:, None] * g.sw - g.pw + np.arange(g.kw)[None, :] * g.dw
-    rr = ((taps_h >= 0) & (taps_h < g.h)).sum(axis=1).astype(np.int64)
-    cc = ((taps_w >= 0) & (taps_w < g.w)).sum(axis=1).astype(np.int64)
+    rr, cc = _real_taps(g)
 
     def chunk(i: NDArray[np.int64], j: NDArray[np.int64]) -> dict[str, NDArray[np.int64]]:
         """Features of the chunks at rows ``i``, columns ``j`` (not the element's first)."""
@@ -741,9 +748,9 @@ def _tile_stats(g: Geometry, a_units: int, tile_co: int) -> tuple[int, int, int,
 def _clear_caches() -> None:
     """Forget every cached table and count (benchmarks time the model cold with it)."""
     for fn in (
-        _geometry, _tapped_counts, _prefix_sums, _chunk_table, _tile_summary, _table_summary,
-        _tile_stats, _tile_options, _plan_dram, _layout, _candidates, _hardware_counts,
-        _map_layer_cached,
+        _geometry, _tapped_counts, _tapped_prefix, _prefix_sums, _chunk_table, _tile_summary,
+        _table_summary, _tile_stats, _tile_options, _plan_dram, _layout, _candidates,
+        _hardware_counts, _map_layer_cached,
     ):  # fmt: skip
         fn.cache_clear()
 
