@@ -357,11 +357,13 @@ class _Summary:
 
     Every closed form of this module is a sum or a maximum over chunks of a term that reads
     the chunk's features, the next chunk's (its loads are prepared during this chunk) and
-    the previous chunk's length (its results are stored during this chunk). Row ``i`` is a
-    distinct such triple, ``w[i]`` how many chunks have it; a sum over the sequence is
-    ``sum(w * term(rows))``. The first chunk (row ``first``) and the last (row ``last``) are
-    rows of their own with weight 1: their previous (next) chunk lies outside the sequence
-    (``has_prev``/``has_next`` false), and the caller supplies it. A few hundred rows stand
+    the previous chunk's length (its results are stored during this chunk). Row ``i`` is
+    such a triple, ``w[i]`` how many chunks it stands for (rows are distinct when built by
+    :func:`_summarise`; two rows may be equal, which no sum or maximum minds); a sum over
+    the sequence is ``sum(w * term(rows))``. The first chunk (row ``first``) and the last
+    (row ``last``) are rows of their own with weight 1: their previous (next) chunk lies
+    outside the sequence (``has_prev``/``has_next`` false), and the caller supplies it. A
+    few hundred rows stand
     for the tens of thousands of chunks of a large layer, and the search over tilings and
     machines evaluates only those.
     """
