@@ -363,9 +363,8 @@ class _Summary:
     the sequence is ``sum(w * term(rows))``. The first chunk (row ``first``) and the last
     (row ``last``) are rows of their own with weight 1: their previous (next) chunk lies
     outside the sequence (``has_prev``/``has_next`` false), and the caller supplies it. A
-    few hundred rows stand
-    for the tens of thousands of chunks of a large layer, and the search over tilings and
-    machines evaluates only those.
+    few hundred rows stand for the tens of thousands of chunks of a large layer, and the
+    search over tilings and machines evaluates only those.
     """
 
     n: int
