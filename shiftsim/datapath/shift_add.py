@@ -11,7 +11,9 @@ channel is summed by one of two exact kernels:
   64 lanes at a time by a kernel free of run-time overlap checks;
 - *checked* otherwise: the contract order (bias, then n, kh, kw, each step's adder tree over
   the channels exact), the register fitted (WRAP or SAT) after every update and every change
-  counted.
+  counted. Short wide rows, and steps of at most ``FEW_TERMS`` terms, on the same fixed-width
+  adders as the unchecked kernel; long rows of more terms (a tile of more than
+  ``_SHORT_LANES`` lanes) each step summed whole-row at once, which is faster there.
 
 ``run(level="golden")`` runs :func:`shiftsim.reference.golden.shift_add_golden` instead.
 """
@@ -550,8 +552,11 @@ def shift_add_conv(
     # the fixed-width adders: a scratch row per thread, 32-bit row offsets
     slots = _k.scratch_slots_suffice() and wbuf.size < (1 << 32)
     short = slots and tile_rows * wq <= _SHORT_LANES
+    # checked channels: the fixed-width step adders on short rows and on steps of a few terms
+    # (summed and fitted in one pass); each step summed whole-row on long rows of many terms
+    steps = slots and (short or cg <= _k.FEW_TERMS)
     n_steps = n_cb * kh_n * kw_n
-    if len(checked) and slots:  # step-major (n, kh, kw, c): a step's terms side by side
+    if len(checked) and steps:  # step-major (n, kh, kw, c): a step's terms side by side
         step_index = weights.step_major()
         step_offset = np.ascontiguousarray(
             term_offset.reshape(cg, kh_n, kw_n, n_cb).transpose(3, 1, 2, 0).reshape(-1)
@@ -569,13 +574,13 @@ def shift_add_conv(
                 wbuf, flat_index, term_offset, fast, bias_arr, *geometry, group, sum_proto, y, b,
                 n_items, item_stride, short, per_launch * item_stride,
             )  # fmt: skip
-        if len(checked) and slots:  # the fixed-width adders, step by step
+        if len(checked) and steps:  # the fixed-width adders, step by step
             _k.adder_array_steps(
                 wbuf, step_index, step_offset, n_steps, checked, bias_arr, *geometry, group,
                 sum_proto, acc_bits, sat, y, b, n_items, item_stride, per_launch * item_stride,
                 lane_valid, counts,
             )  # fmt: skip
-        elif len(checked):
+        elif len(checked):  # each step summed whole-row
             _k.adder_array_checked(
                 buf, flat_index, term_offset, term_step, n_steps, checked, bias_arr,
                 *geometry, group, sum_proto, acc_bits, sat, y, b, n_items, item_stride, counts,
