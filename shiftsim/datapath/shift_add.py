@@ -420,8 +420,9 @@ class ShiftWeights:
     def __init__(self, index: NDArray[np.int8]) -> None:
         self.index = index
         n_co = index.shape[0]
-        #: each channel's indices flattened in (c, kh, kw, n) order
-        self.flat = np.ascontiguousarray(index.reshape(n_co, -1))
+        #: each channel's indices flattened in (c, kh, kw, n) order (a writable copy: the
+        #: kernels then see the same array type for every code, compiled once)
+        self.flat = index.reshape(n_co, -1).copy()
         #: nonzero indices (terms) per output channel
         self.nnz = np.count_nonzero(self.flat, axis=1).astype(np.int64)
         #: zero indices of the whole layer
