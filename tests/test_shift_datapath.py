@@ -383,6 +383,34 @@ def test_short_row_adders_in_blocks_equal_golden(rng, short_lanes, size):
     assert fast.counts == gold.counts
 
 
+@pytest.mark.parametrize(
+    ("cg", "width", "kernel"),
+    [
+        (5, 16, "adder_array_steps"),  # 16 x 16 = 256 lanes: short rows, on the bound
+        (5, 17, "adder_array_checked"),  # 16 x 17 = 272 lanes: long rows of 5 terms a step
+        (4, 17, "adder_array_steps"),  # long rows, steps of FEW_TERMS terms
+    ],
+)
+def test_checked_adders_chosen_at_their_bounds(monkeypatch, rng, cg, width, kernel):
+    # 1x1 convolution, no padding: a tile is 16 rows of `width` lanes; a 9-bit SAT register
+    import shiftsim.datapath.shift_add as sa
+
+    assert sa._SHORT_LANES == 256 and sa._k.FEW_TERMS == 4
+    calls = []
+    for name in ("adder_array_steps", "adder_array_checked", "adder_array_fast"):
+        real = getattr(sa._k, name)
+        monkeypatch.setattr(sa._k, name, lambda *a, _n=name, _f=real: calls.append(_n) or _f(*a))
+    layer = Conv2d(cg, 3, 1)
+    idx = rng.integers(-7, 8, size=(*layer.weight_shape, 2)).astype(np.int8)
+    x = rng.integers(0, 256, size=(1, cg, 16, width))
+    dp = ShiftAddDatapath(acc_bits=9, overflow=Overflow.SAT)
+    fast = dp.run(layer, make_code(idx, 2, 4), x, np.array([5, -7, 0]))
+    assert calls == [kernel]
+    gold = dp.run(layer, make_code(idx, 2, 4), x, np.array([5, -7, 0]), level="golden")
+    np.testing.assert_array_equal(fast.y_raw, gold.y_raw)
+    assert fast.counts == gold.counts and gold.counts.overflows > 0
+
+
 @pytest.mark.parametrize("batch_bytes", [1, 10000, 1 << 24])  # 1, 2 (2+2+1) or 5 items
 @pytest.mark.parametrize("acc_bits", [32, 9])  # unchecked and checked adders
 def test_batch_items_share_kernel_launches(monkeypatch, rng, batch_bytes, acc_bits):

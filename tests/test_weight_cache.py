@@ -15,12 +15,13 @@ from shiftsim.datapath import log_gemm
 from shiftsim.datapath.log_domain import LogDatapath
 from shiftsim.datapath.log_gemm import LinearWeights, float32_rows, plan_channels, x_range
 from shiftsim.datapath.mac import FixedMacDatapath, MacCode
+from shiftsim.datapath.shift_add import ShiftAddDatapath, ShiftWeights
 from shiftsim.datapath.weight_cache import immutable, is_immutable, weight_store
 from shiftsim.formats import FixedFormat, LogFormat, Overflow
 from shiftsim.layers import Conv2d, Linear
-from shiftsim.quantize import LogCode
+from shiftsim.quantize import LogCode, ShiftCode
 from tests.conftest import JIT_DISABLED
-from tests.strategies import layer_and_input_shape, log_cases, random_log_code
+from tests.strategies import layer_and_input_shape, log_cases, random_log_code, shift_cases
 
 
 def assert_same(fast, gold):
@@ -72,6 +73,39 @@ def test_prepare_returns_immutable_weight_codes(rng):
     assert is_immutable(prep.code.exponent) and is_immutable(prep.code.sign)
     prep = FixedMacDatapath().prepare(layer, w, x)
     assert is_immutable(prep.code.raw)
+    prep = ShiftAddDatapath().prepare(layer, w, x)
+    assert is_immutable(prep.code.index)
+
+
+def test_shift_runs_reuse_the_weight_side(rng):
+    layer = Conv2d(2, 3, 3, padding=1)
+    dp = ShiftAddDatapath()
+    prep = dp.prepare(layer, rng.normal(size=layer.weight_shape), rng.random((1, 2, 5, 5)) * 4)
+    op1 = dp.check(layer, prep.code, prep.x_in, None)
+    assert isinstance(op1.weights, ShiftWeights)
+    op2 = dp.check(layer, prep.code, prep.x_in, None)
+    assert op2.weights is op1.weights
+    # another datapath or layer never shares it
+    assert dp.check(Conv2d(2, 3, 3), prep.code, prep.x_in, None).weights is not op1.weights
+    dp2 = ShiftAddDatapath(acc_bits=20)
+    assert dp2.check(layer, prep.code, prep.x_in, None).weights is not op1.weights
+    # a writable code: derived afresh on every run
+    code = ShiftCode(np.array(prep.code.index), prep.code.scale, 2, 4)
+    assert dp.check(layer, code, prep.x_in, None).weights is not (
+        dp.check(layer, code, prep.x_in, None).weights
+    )
+
+
+def test_shift_weights_by_hand():
+    index = np.array([[1, 0], [0, 0], [-3, 2]], np.int8).reshape(3, 1, 1, 1, 2)
+    weights = ShiftWeights(index)
+    assert weights.nnz.tolist() == [1, 0, 2] and weights.n_zero == 3
+    assert weights.flat.tolist() == [[1, 0], [0, 0], [-3, 2]]
+    assert weights.step_major().tolist() == [[1, 0], [0, 0], [-3, 2]]  # one channel, one tap
+    index = np.arange(12, dtype=np.int8).reshape(1, 2, 1, 3, 2)  # (co, c, kh, kw, n)
+    # step-major: (n, kh, kw, c); value = c*6 + kw*2 + n
+    want = [c * 6 + kw * 2 + n for n in range(2) for kw in range(3) for c in range(2)]
+    assert ShiftWeights(index).step_major().tolist() == [want]
 
 
 def test_log_runs_reuse_the_weight_side(rng):
@@ -140,6 +174,40 @@ def test_a_mutated_writable_mac_code_is_seen():
     assert dp.run(Linear(2, 1), code, x).y_raw.tolist() == [[5]]
     w[0, 1] = 4
     assert dp.run(Linear(2, 1), code, x).y_raw.tolist() == [[35]]  # by hand
+
+
+def test_a_mutated_writable_shift_code_is_seen():
+    dp = ShiftAddDatapath(n_codebooks=1, bits=3, act=FixedFormat(6, 0, signed=False))
+    index = np.array([[1, 2]], np.int8).reshape(1, 2, 1)
+    code = ShiftCode(index, np.float64(1.0), 1, 3)
+    x = np.array([[20, 20]], np.int64)
+    assert dp.run(Linear(2, 1), code, x).y_raw.tolist() == [[30]]  # 20 + (20 >> 1)
+    index[0, 1, 0] = -3
+    assert dp.run(Linear(2, 1), code, x).y_raw.tolist() == [[15]]  # 20 - (20 >> 2), by hand
+    index[0, 0, 0] = 0
+    again = dp.run(Linear(2, 1), code, x)
+    assert again.y_raw.tolist() == [[-5]] and again.counts.zero_selects == 1
+
+
+@settings(max_examples=60 if not JIT_DISABLED else 15)
+@given(case=shift_cases(), data=st.data())
+def test_cached_shift_weights_equal_golden_on_every_input(case, data):
+    dp = ShiftAddDatapath(
+        n_codebooks=case.n_codebooks, bits=case.bits, act=case.act,
+        shift_frac_bits=case.shift_frac_bits, shift_rounding=case.shift_rounding,
+        acc_bits=case.acc_bits, overflow=case.overflow,
+    )  # fmt: skip
+    frozen = ShiftCode(immutable(case.index), np.float64(1.0), case.n_codebooks, case.bits)
+    writable = ShiftCode(case.index, np.float64(1.0), case.n_codebooks, case.bits)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    act = case.act
+    x2 = rng.integers(act.min_raw, act.max_raw + 1, size=case.x_raw.shape) >> int(
+        rng.integers(0, act.bits)
+    )  # another range: another bound, maybe another path
+    for x in (case.x_raw, x2, case.x_raw):
+        fast = dp.run(case.layer, frozen, x, case.bias_raw)
+        gold = dp.run(case.layer, writable, x, case.bias_raw, level="golden")
+        assert_same(fast, gold)
 
 
 @st.composite

@@ -11,14 +11,16 @@ channel is summed by one of two exact kernels:
   64 lanes at a time by a kernel free of run-time overlap checks;
 - *checked* otherwise: the contract order (bias, then n, kh, kw, each step's adder tree over
   the channels exact), the register fitted (WRAP or SAT) after every update and every change
-  counted.
+  counted. Short wide rows, and steps of at most ``FEW_TERMS`` terms, on the same fixed-width
+  adders as the unchecked kernel; long rows of more terms (a tile of more than
+  ``_SHORT_LANES`` lanes) each step summed whole-row at once, which is faster there.
 
 ``run(level="golden")`` runs :func:`shiftsim.reference.golden.shift_add_golden` instead.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -27,12 +29,13 @@ from numpy.typing import ArrayLike, NDArray
 from shiftsim.counts import Counts
 from shiftsim.datapath.base import INT64_MAX, Datapath, LayerResult, Prepared, Progress
 from shiftsim.datapath.hardware_desc import HardwareDesc, shift_desc
+from shiftsim.datapath.weight_cache import immutable, weight_store
 from shiftsim.formats import FixedFormat, Overflow, Rounding, as_float_array, check_int
 from shiftsim.kernels import shift_add as _k
 from shiftsim.layers import Conv2d, Linear
 from shiftsim.quantize import MAX_CODEBOOKS, ShiftCode, quantize_shiftcnn
 
-__all__ = ["ShiftAddDatapath", "ShiftOperands"]
+__all__ = ["ShiftAddDatapath", "ShiftOperands", "ShiftWeights"]
 
 #: Accumulator lanes of one tile of output rows (its wide rows stay in the L1 cache).
 _TILE_LANES = 4096
@@ -60,6 +63,9 @@ class ShiftOperands:
         The weight scale (per tensor, or one per output channel).
     code : ShiftCode
         The code as given.
+    weights : ShiftWeights or None
+        What the functional run derives from the indices alone (kept across runs with an
+        immutable weight code, :mod:`shiftsim.datapath.weight_cache`); None: built per run.
     """
 
     index: NDArray[np.int8]
@@ -67,6 +73,7 @@ class ShiftOperands:
     bias_raw: NDArray[np.int64] | None
     scale: float | NDArray[np.float64]
     code: ShiftCode
+    weights: ShiftWeights | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -235,6 +242,8 @@ class ShiftAddDatapath(Datapath):
             acc = FixedFormat(self.acc_bits, 0, signed=True)
             bias_raw, bias_clipped = acc.from_float_counted(b_arr / lsb)
             clipped += bias_clipped
+        code = replace(code, index=immutable(code.index))  # immutable: runs keep what they
+        # derive from it (shiftsim.datapath.weight_cache)
         return Prepared(
             code=code, x_in=x_raw, w_deq=w_deq, x_deq=x_deq, bias_raw=bias_raw, clipped=clipped
         )
@@ -262,16 +271,20 @@ class ShiftAddDatapath(Datapath):
                 f"code has n_codebooks={code.n_codebooks}, bits={code.bits}; the datapath "
                 f"expects n_codebooks={self.n_codebooks}, bits={self.bits}"
             )
-        index = np.asarray(code.index)
-        want = (*layer.weight_shape, self.n_codebooks)
-        if index.shape != want:
-            raise ValueError(f"code.index must have shape {want}, got {index.shape}")
-        if index.dtype.kind not in "iu":
-            raise TypeError(f"code.index must be an integer array, got dtype {index.dtype}")
-        half = (1 << (self.bits - 1)) - 1
-        if index.size and (index.min() < -half or index.max() > half):
-            bad = index[(index < -half) | (index > half)].flat[0]
-            raise ValueError(f"code.index holds {int(bad)}, outside [{-half}, {half}]")
+        store = weight_store(code, (code.index,), ("shift", layer, self))
+        if "weights" not in store:  # validated once per immutable code (every run otherwise)
+            index = np.asarray(code.index)
+            want = (*layer.weight_shape, self.n_codebooks)
+            if index.shape != want:
+                raise ValueError(f"code.index must have shape {want}, got {index.shape}")
+            if index.dtype.kind not in "iu":
+                raise TypeError(f"code.index must be an integer array, got dtype {index.dtype}")
+            half = (1 << (self.bits - 1)) - 1
+            if index.size and (index.min() < -half or index.max() > half):
+                bad = index[(index < -half) | (index > half)].flat[0]
+                raise ValueError(f"code.index holds {int(bad)}, outside [{-half}, {half}]")
+            store["weights"] = ShiftWeights(np.asarray(layer.to_nchw(index), dtype=np.int8))
+        weights: ShiftWeights = store["weights"]
         scale = self._check_scale(layer, code)
         x_arr = np.asarray(x)
         layer.check_input_shape(x_arr.shape)
@@ -291,13 +304,13 @@ class ShiftAddDatapath(Datapath):
                 f"shift_frac_bits={self.shift_frac_bits} makes |x << f| * (C/groups) "
                 f"= {worst - (1 << (self.acc_bits - 1))} plus the accumulator overflow int64"
             )
-        conv_index = np.asarray(layer.to_nchw(index), dtype=np.int8)
         return ShiftOperands(
-            index=conv_index,
+            index=weights.index,
             x_raw=np.asarray(layer.to_nchw(x_raw), dtype=np.int64),
             bias_raw=bias,
             scale=scale,
             code=code,
+            weights=weights,
         )
 
     def _check_scale(self, layer: Conv2d | Linear, code: ShiftCode) -> float | NDArray[np.float64]:
@@ -329,11 +342,15 @@ class ShiftAddDatapath(Datapath):
             shift_ops=b * c * h * w * s,
             negations=b * c * h * w * (s + 1),
             selects=selects,
-            zero_selects=b * ho * wo * (ops.index.size - int(np.count_nonzero(ops.index))),
+            zero_selects=b * ho * wo * self._weights(ops).n_zero,
             adds=selects,
             acc_updates=b * conv.out_channels * ho * wo * self.n_codebooks * kh * kw,
             overflows=overflows,
         )
+
+    @staticmethod
+    def _weights(ops: ShiftOperands) -> ShiftWeights:
+        return ops.weights if ops.weights is not None else ShiftWeights(ops.index)
 
     def _golden_s_per_mac(self) -> float:
         return 1.5e-6 * self.n_codebooks  # one selection and add per codebook
@@ -369,7 +386,7 @@ class ShiftAddDatapath(Datapath):
             x = np.ascontiguousarray(x.reshape(x.shape[0], x.shape[1]).T)[None, :, None, :]
         y, overflows = shift_add_conv(
             conv,
-            operands.index,
+            self._weights(operands),
             x,
             operands.bias_raw,
             max_shift=self.max_shift,
@@ -386,6 +403,40 @@ class ShiftAddDatapath(Datapath):
             scale=operands.scale,
             counts=self._counts(layer, operands, overflows),
         )
+
+
+class ShiftWeights:
+    """What the functional run derives from the weight indices alone.
+
+    Built once per immutable weight code and kept with it (:mod:`shiftsim.datapath.weight_cache`);
+    the step-major layout of the checked adders is built on first use.
+
+    Parameters
+    ----------
+    index : ndarray of int8, shape (Co, C/groups, Kh, Kw, N)
+        The validated indices, NCHW.
+    """
+
+    def __init__(self, index: NDArray[np.int8]) -> None:
+        self.index = index
+        n_co = index.shape[0]
+        #: each channel's indices flattened in (c, kh, kw, n) order (a writable copy: the
+        #: kernels then see the same array type for every code, compiled once)
+        self.flat = index.reshape(n_co, -1).copy()
+        #: nonzero indices (terms) per output channel
+        self.nnz = np.count_nonzero(self.flat, axis=1).astype(np.int64)
+        #: zero indices of the whole layer
+        self.n_zero = int(index.size - self.nnz.sum())
+        self._steps: NDArray[np.int8] | None = None
+
+    def step_major(self) -> NDArray[np.int8]:
+        """Each channel's indices flattened step-major, ``(n, kh, kw, c)``."""
+        if self._steps is None:
+            n_co = self.index.shape[0]
+            self._steps = np.ascontiguousarray(
+                self.index.transpose(0, 4, 2, 3, 1).reshape(n_co, -1)
+            )
+        return self._steps
 
 
 def partial_group(dtype: type[np.signedinteger[Any]], x_max: int) -> int:
@@ -412,7 +463,7 @@ def partial_group(dtype: type[np.signedinteger[Any]], x_max: int) -> int:
 
 def shift_add_conv(
     conv: Conv2d,
-    index: NDArray[np.int8],
+    weights: ShiftWeights,
     x: NDArray[np.int64],
     bias: NDArray[np.int64] | None,
     *,
@@ -429,7 +480,7 @@ def shift_add_conv(
     accumulation when the worst case fits it). The others take the checked kernel.
     """
     n_batch, n_chan, h, w = x.shape
-    co_n, cg, kh_n, kw_n, n_cb = index.shape
+    co_n, cg, kh_n, kw_n, n_cb = weights.index.shape
     sh, sw = conv.stride
     pad_h, pad_w = conv.padding
     dh, dw = conv.dilation
@@ -442,13 +493,12 @@ def shift_add_conv(
     # Which channels the worst-case bound proves overflow-free: first with every index counted
     # (no pass over the indices), then, if that fails, with the nonzero ones only.
     bias_max = int(np.abs(bias_arr).max()) if co_n else 0
-    coarse = bias_max + index[0].size * x_max
+    coarse = bias_max + weights.flat.shape[1] * x_max
     if coarse < (1 << (acc_bits - 1)):
         safe = np.ones(co_n, dtype=bool)
         fast_max = coarse
     else:
-        nnz = (index.reshape(co_n, -1) != 0).sum(axis=1, dtype=np.int32)
-        worst = [abs(b) + t * x_max for b, t in zip(bias_arr.tolist(), nnz.tolist())]
+        worst = [abs(b) + t * x_max for b, t in zip(bias_arr.tolist(), weights.nnz.tolist())]
         safe = np.array([v < (1 << (acc_bits - 1)) for v in worst], dtype=bool)
         fast_max = max((v for v, ok in zip(worst, safe) if ok), default=0)
     # Narrow arithmetic (int16 shift buffer, int32 sums) when the bounds allow it, else int64
@@ -490,7 +540,7 @@ def shift_add_conv(
         + np.arange(kw_n)[None, :, None],
         (cg, kh_n, kw_n, n_cb),
     ).reshape(-1)
-    flat_index = np.ascontiguousarray(index.reshape(co_n, -1))
+    flat_index = weights.flat
 
     group = partial_group(buf_dtype, x_max)
     tile_rows = int(min(ho, max(1, _TILE_LANES // wq)))
@@ -503,9 +553,12 @@ def shift_add_conv(
     # the fixed-width adders: a scratch row per thread, 32-bit row offsets
     slots = _k.scratch_slots_suffice() and wbuf.size < (1 << 32)
     short = slots and tile_rows * wq <= _SHORT_LANES
+    # checked channels: the fixed-width step adders on short rows and on steps of a few terms
+    # (summed and fitted in one pass); each step summed whole-row on long rows of many terms
+    steps = slots and (short or cg <= _k.FEW_TERMS)
     n_steps = n_cb * kh_n * kw_n
-    if len(checked) and slots:  # step-major (n, kh, kw, c): a step's terms side by side
-        step_index = np.ascontiguousarray(index.transpose(0, 4, 2, 3, 1).reshape(co_n, -1))
+    if len(checked) and steps:  # step-major (n, kh, kw, c): a step's terms side by side
+        step_index = weights.step_major()
         step_offset = np.ascontiguousarray(
             term_offset.reshape(cg, kh_n, kw_n, n_cb).transpose(3, 1, 2, 0).reshape(-1)
         )
@@ -522,13 +575,13 @@ def shift_add_conv(
                 wbuf, flat_index, term_offset, fast, bias_arr, *geometry, group, sum_proto, y, b,
                 n_items, item_stride, short, per_launch * item_stride,
             )  # fmt: skip
-        if len(checked) and slots:  # the fixed-width adders, step by step
+        if len(checked) and steps:  # the fixed-width adders, step by step
             _k.adder_array_steps(
                 wbuf, step_index, step_offset, n_steps, checked, bias_arr, *geometry, group,
                 sum_proto, acc_bits, sat, y, b, n_items, item_stride, per_launch * item_stride,
                 lane_valid, counts,
             )  # fmt: skip
-        elif len(checked):
+        elif len(checked):  # each step summed whole-row
             _k.adder_array_checked(
                 buf, flat_index, term_offset, term_step, n_steps, checked, bias_arr,
                 *geometry, group, sum_proto, acc_bits, sat, y, b, n_items, item_stride, counts,
