@@ -4,7 +4,7 @@ The shift datapath's unchecked adders sum, for every output channel, one row of 
 buffer per nonzero index: ``N`` row additions per multiply-accumulate of a dense convolution,
 over wide rows of ``rows * wq`` lanes of which ``rows * wo`` are outputs. On ResNet-18's 7x7
 layers a row is 64 int16 lanes (49 outputs). This measures, on such a layer (``Conv5_1b``:
-512 -> 512 channels, 3x3, 7x7, ShiftCNN N=2, B=4, one thread):
+512 -> 512 channels, 3x3, 7x7, ShiftCNN N=2, B=4, everything on one thread):
 
 - ``datapath``: the bit-exact run (``ShiftAddDatapath.run``, validation included);
 - ``adders, real terms``: the short-row adder kernel alone over every channel's terms as the
@@ -24,23 +24,28 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
-import sys
-import time
 
-import numba
-import numpy as np
+# One thread for everything (BLAS, numba): the adder kernel below runs on one.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402 (the thread counts are read when numpy and numba load)
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_shift import im2col_conv
+from bench_shift import im2col_conv  # noqa: E402
 
-from shiftsim.datapath.shift_add import ShiftAddDatapath
-from shiftsim.formats import FixedFormat
-from shiftsim.kernels.shift_add import ROW, ROW_BASE, _sum_signed_rows
-from shiftsim.layers import Conv2d
+from shiftsim.datapath.shift_add import ShiftAddDatapath  # noqa: E402
+from shiftsim.formats import FixedFormat  # noqa: E402
+from shiftsim.kernels.shift_add import ROW, ROW_BASE, _sum_signed_rows  # noqa: E402
+from shiftsim.layers import Conv2d  # noqa: E402
 
 
 def best_time(fn, repeat: int) -> float:
@@ -79,7 +84,7 @@ def term_lists(index: np.ndarray, n_chan: int, hq1: int, wq: int) -> tuple[list,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--channels", type=int, default=512, help="C = Co (512: Conv5_1b)")
     args = parser.parse_args()
     c_n = args.channels
@@ -103,17 +108,25 @@ def main() -> None:
     index = np.asarray(prep.code.index)  # (Co, C, Kh, Kw, N)
     plane = c_n * hq1 * wq
     n_planes = int(np.abs(index).max()) + index.shape[-1] - 1
-    buf = np.zeros(ROW_BASE + (n_planes + 1) * plane + ROW, np.int16)
+    size = ROW_BASE + (n_planes + 1) * plane + ROW
+    raw = np.zeros(size + 32, np.int16)  # the rows start on a cache line (64 bytes)
+    skip = (-(raw.ctypes.data + 2 * ROW_BASE) % 64) // 2
+    buf = raw[skip : skip + size]
     buf[ROW_BASE : ROW_BASE + n_planes * plane] = rng.integers(0, 256, size=n_planes * plane)
     offsets, masks = term_lists(index, c_n, hq1, wq)
     # the same number of terms on 128 aligned rows (16 KiB, always in L1), no selection
-    l1_rows = [((np.arange(o.size) % 128) * ROW).astype(np.uint32) for o in offsets]
     n_terms = sum(o.size for o in offsets)
+    l1_rows = ((np.arange(n_terms) % 128) * ROW).astype(np.uint32)
     acc = np.zeros(ROW, np.int32)
 
+    # one kernel call over every channel's terms in turn (the same groups of terms as the
+    # datapath's calls per channel, without a Python call per channel)
+    all_masks = np.concatenate(masks)
+
     def adders(offs):
-        for o, m in zip(offs, masks):
-            _sum_signed_rows(buf, 0, o, m, o.size, 64, acc)
+        _sum_signed_rows(buf, 0, offs, all_masks, offs.size, 64, acc)
+
+    offsets = np.concatenate(offsets)
 
     adders(offsets)
     t_real = best_time(lambda: adders(offsets), args.repeat)
