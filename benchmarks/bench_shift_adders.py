@@ -33,29 +33,18 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 import argparse  # noqa: E402 (the thread counts are read when numpy and numba load)
 import platform  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_shift import im2col_conv  # noqa: E402
+from bench_shift import best_time, im2col_conv  # noqa: E402
 
 from shiftsim.datapath.shift_add import ShiftAddDatapath  # noqa: E402
 from shiftsim.formats import FixedFormat  # noqa: E402
 from shiftsim.kernels.shift_add import ROW, ROW_BASE, _sum_signed_rows  # noqa: E402
 from shiftsim.layers import Conv2d  # noqa: E402
-
-
-def best_time(fn, repeat: int) -> float:
-    time.sleep(0.25)  # let the other library's worker threads go idle
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def term_lists(index: np.ndarray, n_chan: int, hq1: int, wq: int) -> tuple[list, list]:
