@@ -430,12 +430,10 @@ class ShiftWeights:
         self._steps: NDArray[np.int8] | None = None
 
     def step_major(self) -> NDArray[np.int8]:
-        """Each channel's indices flattened step-major, ``(n, kh, kw, c)``."""
+        """Each channel's indices flattened step-major, ``(n, kh, kw, c)`` (a writable copy)."""
         if self._steps is None:
             n_co = self.index.shape[0]
-            self._steps = np.ascontiguousarray(
-                self.index.transpose(0, 4, 2, 3, 1).reshape(n_co, -1)
-            )
+            self._steps = np.array(self.index.transpose(0, 4, 2, 3, 1).reshape(n_co, -1))
         return self._steps
 
 
