@@ -411,6 +411,25 @@ def test_checked_adders_chosen_at_their_bounds(monkeypatch, rng, cg, width, kern
     assert fast.counts == gold.counts and gold.counts.overflows > 0
 
 
+@pytest.mark.parametrize(
+    ("stride", "padding", "size"),
+    [((2, 2), 0, (7, 8)), ((3, 1), 0, (8, 5)), ((1, 1), 0, (4, 4)), ((2, 2), 1, (7, 8))],
+)
+@pytest.mark.parametrize("acc_bits", [32, 9])  # unchecked and checked adders
+def test_strided_1x1_convolutions_equal_golden(rng, stride, padding, size, acc_bits):
+    # strided 1x1 convolutions without padding run at stride 1 on the inputs they read
+    layer = Conv2d(3, 4, 1, stride=stride, padding=padding)
+    idx = rng.integers(-7, 8, size=(*layer.weight_shape, 2)).astype(np.int8)
+    x = rng.integers(0, 256, size=(2, 3, *size))
+    dp = ShiftAddDatapath(acc_bits=acc_bits, overflow=Overflow.SAT)
+    gold = dp.run(layer, make_code(idx, 2, 4), x, np.array([5, -7, 0, 3]), level="golden")
+    fast = dp.run(layer, make_code(idx, 2, 4), x, np.array([5, -7, 0, 3]))
+    assert fast.y_raw.shape == gold.y_raw.shape == (2, 4, *layer.output_hw(*size))
+    np.testing.assert_array_equal(fast.y_raw, gold.y_raw)
+    assert fast.counts == gold.counts
+    assert (gold.counts.overflows > 0) == (acc_bits == 9)
+
+
 @pytest.mark.parametrize("batch_bytes", [1, 10000, 1 << 24])  # 1, 2 (2+2+1) or 5 items
 @pytest.mark.parametrize("acc_bits", [32, 9])  # unchecked and checked adders
 def test_batch_items_share_kernel_launches(monkeypatch, rng, batch_bytes, acc_bits):

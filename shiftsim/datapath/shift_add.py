@@ -20,6 +20,7 @@ channel is summed by one of two exact kernels:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -296,7 +297,7 @@ class ShiftAddDatapath(Datapath):
             if b_arr.shape != (n_out,):
                 raise ValueError(f"bias_raw must have shape ({n_out},), got {b_arr.shape}")
             bias = FixedFormat(self.acc_bits, 0, signed=True).check_raw(b_arr, "bias_raw")
-        x_max = int(np.abs(x_raw).max()) if x_raw.size else 0
+        x_max = max(-int(x_raw.min()), int(x_raw.max())) if x_raw.size else 0  # max |x|
         cg = layer.as_conv().channels_per_group
         worst = (x_max << self.shift_frac_bits) * cg + (1 << (self.acc_bits - 1))
         if worst > INT64_MAX:
@@ -459,6 +460,39 @@ def partial_group(dtype: type[np.signedinteger[Any]], x_max: int) -> int:
     return min(half // (x_max + 1), half - 1)
 
 
+@functools.lru_cache(maxsize=256)
+def _term_offsets(
+    shape: tuple[int, int, int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    hq1: int,
+    wq: int,
+    chan_stride: int,
+    plane_stride: int,
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Shift-buffer offset of each weight position for index magnitude 0 (read-only arrays).
+
+    Index ``j`` of codebook ``n`` (1-based) reads plane ``|j| + n - 2``: ``|j| * plane_stride``
+    is added to these. Positions flattened ``(c, kh, kw, n)`` (the unchecked adders), and
+    step-major ``(n, kh, kw, c)`` (the step adders). ``shape`` is ``(C/groups, Kh, Kw, N)``.
+    """
+    cg, kh_n, kw_n, n_cb = shape
+    (sh, sw), (dh, dw) = stride, dilation
+    ti, tj = np.arange(kh_n)[:, None] * dh, np.arange(kw_n)[None, :] * dw
+    tap_offset = ((ti % sh * sw + tj % sw) * hq1 + ti // sh) * wq + tj // sw  # (Kh, Kw)
+    n1 = np.arange(n_cb)
+    offset = (
+        np.arange(cg)[:, None, None, None] * chan_stride
+        + tap_offset[None, :, :, None]
+        + (n1 - 1)[None, None, None, :] * plane_stride  # shift |j| + n - 2, n = n1 + 1
+    )
+    flat = offset.reshape(-1)
+    steps = np.ascontiguousarray(offset.transpose(3, 1, 2, 0).reshape(-1))
+    flat.flags.writeable = False
+    steps.flags.writeable = False
+    return flat, steps
+
+
 def shift_add_conv(
     conv: Conv2d,
     weights: ShiftWeights,
@@ -477,6 +511,11 @@ def shift_add_conv(
     accumulator cannot overflow in any order: they take the unchecked kernel (int32
     accumulation when the worst case fits it). The others take the checked kernel.
     """
+    if conv.kernel_size == (1, 1) and conv.padding == (0, 0) and conv.stride != (1, 1):
+        # a strided 1x1 convolution reads only every sh-th row and sw-th column: the same
+        # convolution at stride 1 on those inputs (a quarter of the shift buffer at stride 2)
+        x = np.ascontiguousarray(x[:, :, :: conv.stride[0], :: conv.stride[1]])
+        conv = Conv2d(conv.in_channels, conv.out_channels, 1, groups=conv.groups)
     n_batch, n_chan, h, w = x.shape
     co_n, cg, kh_n, kw_n, n_cb = weights.index.shape
     sh, sw = conv.stride
@@ -485,7 +524,7 @@ def shift_add_conv(
     ho, wo = conv.output_hw(h, w)
     hq1 = -(-(h + 2 * pad_h) // sh) + 1  # one spare row for the wide reads of the last row
     wq = -(-(w + 2 * pad_w) // sw)
-    x_max = (int(np.abs(x).max()) if x.size else 0) << shift_frac_bits
+    x_max = (max(-int(x.min()), int(x.max())) if x.size else 0) << shift_frac_bits  # max |x|
     bias_arr = np.zeros(co_n, np.int64) if bias is None else bias
 
     # Which channels the worst-case bound proves overflow-free: first with every index counted
@@ -525,19 +564,9 @@ def shift_add_conv(
     else:
         wbuf = np.zeros(size, dtype=buf_dtype)
     buf = wbuf[_k.ROW_BASE :]
-    # Buffer offset of each flattened weight position (c, kh, kw, n) for |j| = 0.
-    tap_offset = ((ti % sh * sw + tj % sw) * hq1 + ti // sh) * wq + tj // sw  # (Kh, Kw)
-    n1 = np.arange(n_cb)
-    term_offset = (
-        np.arange(cg)[:, None, None, None] * chan_stride
-        + tap_offset[None, :, :, None]
-        + (n1 - 1)[None, None, None, :] * plane_stride  # shift |j| + n - 2, n = n1 + 1
-    ).reshape(-1)
-    term_step = np.broadcast_to(
-        (n1[None, None, :] * kh_n + np.arange(kh_n)[:, None, None]) * kw_n
-        + np.arange(kw_n)[None, :, None],
-        (cg, kh_n, kw_n, n_cb),
-    ).reshape(-1)
+    term_offset, step_offset = _term_offsets(
+        (cg, kh_n, kw_n, n_cb), (sh, sw), (dh, dw), hq1, wq, chan_stride, plane_stride
+    )
     flat_index = weights.flat
 
     group = partial_group(buf_dtype, x_max)
@@ -557,9 +586,6 @@ def shift_add_conv(
     n_steps = n_cb * kh_n * kw_n
     if len(checked) and steps:  # step-major (n, kh, kw, c): a step's terms side by side
         step_index = weights.step_major()
-        step_offset = np.ascontiguousarray(
-            term_offset.reshape(cg, kh_n, kw_n, n_cb).transpose(3, 1, 2, 0).reshape(-1)
-        )
         lane_valid = (np.arange(tile_rows * wq) % wq < wo).astype(np.int64)
 
     for b in range(0, n_batch, per_launch):
@@ -580,6 +606,12 @@ def shift_add_conv(
                 lane_valid, counts,
             )  # fmt: skip
         elif len(checked):  # each step summed whole-row
+            n1 = np.arange(n_cb)
+            term_step = np.broadcast_to(  # the step (n * Kh + kh) * Kw + kw of each position
+                (n1[None, None, :] * kh_n + np.arange(kh_n)[:, None, None]) * kw_n
+                + np.arange(kw_n)[None, :, None],
+                (cg, kh_n, kw_n, n_cb),
+            ).reshape(-1)
             _k.adder_array_checked(
                 buf, flat_index, term_offset, term_step, n_steps, checked, bias_arr,
                 *geometry, group, sum_proto, acc_bits, sat, y, b, n_items, item_stride, counts,
