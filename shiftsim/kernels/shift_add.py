@@ -156,6 +156,42 @@ def scratch_slots_suffice() -> bool:
     return get_num_threads() <= SLOTS
 
 
+@kernel(inline=True)
+def _eight_rows(offsets, t, base):
+    """``offsets[t : t + 8] + base`` as eight uint64 scalars.
+
+    Unsigned indices: the compiled loop then has no checks for negative indices, which cost
+    as much as the additions on short rows.
+    """
+    t0 = np.uint64(t)
+    return (
+        np.uint64(offsets[t0]) + base,
+        np.uint64(offsets[t0 + np.uint64(1)]) + base,
+        np.uint64(offsets[t0 + np.uint64(2)]) + base,
+        np.uint64(offsets[t0 + np.uint64(3)]) + base,
+        np.uint64(offsets[t0 + np.uint64(4)]) + base,
+        np.uint64(offsets[t0 + np.uint64(5)]) + base,
+        np.uint64(offsets[t0 + np.uint64(6)]) + base,
+        np.uint64(offsets[t0 + np.uint64(7)]) + base,
+    )
+
+
+@kernel(inline=True)
+def _eight_masks(masks, t):
+    """``masks[t : t + 8]`` as eight scalars (unsigned indices, as :func:`_eight_rows`)."""
+    t0 = np.uint64(t)
+    return (
+        masks[t0],
+        masks[t0 + np.uint64(1)],
+        masks[t0 + np.uint64(2)],
+        masks[t0 + np.uint64(3)],
+        masks[t0 + np.uint64(4)],
+        masks[t0 + np.uint64(5)],
+        masks[t0 + np.uint64(6)],
+        masks[t0 + np.uint64(7)],
+    )
+
+
 @kernel
 def _sum_signed_rows(w, tid, offsets, masks, count, group, acc):
     """``acc[:ROW] += Σ ±w[ROW_BASE + o : ROW_BASE + o + ROW]`` over ``offsets[:count]``.
@@ -174,19 +210,8 @@ def _sum_signed_rows(w, tid, offsets, masks, count, group, acc):
             w[pb + np.uint64(i)] = 0
         n_neg = 0
         for t in range(g0, g8, 8):
-            t0 = np.uint64(t)  # unsigned indices: no checks for negative ones
-            o0 = np.uint64(offsets[t0]) + base
-            o1 = np.uint64(offsets[t0 + np.uint64(1)]) + base
-            o2 = np.uint64(offsets[t0 + np.uint64(2)]) + base
-            o3 = np.uint64(offsets[t0 + np.uint64(3)]) + base
-            o4 = np.uint64(offsets[t0 + np.uint64(4)]) + base
-            o5 = np.uint64(offsets[t0 + np.uint64(5)]) + base
-            o6 = np.uint64(offsets[t0 + np.uint64(6)]) + base
-            o7 = np.uint64(offsets[t0 + np.uint64(7)]) + base
-            m0, m1 = masks[t0], masks[t0 + np.uint64(1)]
-            m2, m3 = masks[t0 + np.uint64(2)], masks[t0 + np.uint64(3)]
-            m4, m5 = masks[t0 + np.uint64(4)], masks[t0 + np.uint64(5)]
-            m6, m7 = masks[t0 + np.uint64(6)], masks[t0 + np.uint64(7)]
+            o0, o1, o2, o3, o4, o5, o6, o7 = _eight_rows(offsets, t, base)
+            m0, m1, m2, m3, m4, m5, m6, m7 = _eight_masks(masks, t)
             n_neg -= np.int64(m0) + m1 + m2 + m3 + m4 + m5 + m6 + m7
             for i in range(ROW):
                 u = np.uint64(i)
@@ -221,19 +246,8 @@ def _sum_signed_rows_wide(w, tid, offsets, masks, count, group, acc, width):
             w[pb + np.uint64(i)] = 0
         n_neg = 0
         for t in range(g0, g8, 8):
-            t0 = np.uint64(t)  # unsigned indices: no checks for negative ones
-            o0 = np.uint64(offsets[t0]) + base
-            o1 = np.uint64(offsets[t0 + np.uint64(1)]) + base
-            o2 = np.uint64(offsets[t0 + np.uint64(2)]) + base
-            o3 = np.uint64(offsets[t0 + np.uint64(3)]) + base
-            o4 = np.uint64(offsets[t0 + np.uint64(4)]) + base
-            o5 = np.uint64(offsets[t0 + np.uint64(5)]) + base
-            o6 = np.uint64(offsets[t0 + np.uint64(6)]) + base
-            o7 = np.uint64(offsets[t0 + np.uint64(7)]) + base
-            m0, m1 = masks[t0], masks[t0 + np.uint64(1)]
-            m2, m3 = masks[t0 + np.uint64(2)], masks[t0 + np.uint64(3)]
-            m4, m5 = masks[t0 + np.uint64(4)], masks[t0 + np.uint64(5)]
-            m6, m7 = masks[t0 + np.uint64(6)], masks[t0 + np.uint64(7)]
+            o0, o1, o2, o3, o4, o5, o6, o7 = _eight_rows(offsets, t, base)
+            m0, m1, m2, m3, m4, m5, m6, m7 = _eight_masks(masks, t)
             n_neg -= np.int64(m0) + m1 + m2 + m3 + m4 + m5 + m6 + m7
             for i in range(lanes):
                 u = np.uint64(i)
