@@ -192,6 +192,19 @@ def _eight_masks(masks, t):
     )
 
 
+@kernel(inline=True)
+def _negative_terms(masks, t0, t1):
+    """How many of the terms ``t0 .. t1 - 1`` are negative (mask -1), in a loop of its own.
+
+    Counted apart from the additions, the masks of a pass need no scalar registers there, and
+    the compiler broadcasts them straight from memory.
+    """
+    n = 0
+    for t in range(t0, t1):
+        n -= np.int64(masks[np.uint64(t)])
+    return n
+
+
 @kernel
 def _sum_signed_rows(w, tid, offsets, masks, count, group, acc):
     """``acc[:ROW] += Σ ±w[ROW_BASE + o : ROW_BASE + o + ROW]`` over ``offsets[:count]``.
@@ -208,11 +221,10 @@ def _sum_signed_rows(w, tid, offsets, masks, count, group, acc):
         g8 = g0 + (g_end - g0) // 8 * 8
         for i in range(ROW):
             w[pb + np.uint64(i)] = 0
-        n_neg = 0
+        n_neg = _negative_terms(masks, g0, g_end)
         for t in range(g0, g8, 8):
             o0, o1, o2, o3, o4, o5, o6, o7 = _eight_rows(offsets, t, base)
             m0, m1, m2, m3, m4, m5, m6, m7 = _eight_masks(masks, t)
-            n_neg -= np.int64(m0) + m1 + m2 + m3 + m4 + m5 + m6 + m7
             for i in range(ROW):
                 u = np.uint64(i)
                 s03 = ((w[o0 + u] ^ m0) + (w[o1 + u] ^ m1)) + ((w[o2 + u] ^ m2) + (w[o3 + u] ^ m3))
@@ -221,7 +233,6 @@ def _sum_signed_rows(w, tid, offsets, masks, count, group, acc):
         for t in range(g8, g_end):
             o0 = np.uint64(offsets[t]) + base
             m0 = masks[t]
-            n_neg -= np.int64(m0)
             for i in range(ROW):
                 u = np.uint64(i)
                 w[pb + u] = w[pb + u] + (w[o0 + u] ^ m0)
@@ -244,11 +255,10 @@ def _sum_signed_rows_wide(w, tid, offsets, masks, count, group, acc, width):
         g8 = g0 + (g_end - g0) // 8 * 8
         for i in range(lanes):
             w[pb + np.uint64(i)] = 0
-        n_neg = 0
+        n_neg = _negative_terms(masks, g0, g_end)
         for t in range(g0, g8, 8):
             o0, o1, o2, o3, o4, o5, o6, o7 = _eight_rows(offsets, t, base)
             m0, m1, m2, m3, m4, m5, m6, m7 = _eight_masks(masks, t)
-            n_neg -= np.int64(m0) + m1 + m2 + m3 + m4 + m5 + m6 + m7
             for i in range(lanes):
                 u = np.uint64(i)
                 s03 = ((w[o0 + u] ^ m0) + (w[o1 + u] ^ m1)) + ((w[o2 + u] ^ m2) + (w[o3 + u] ^ m3))
@@ -257,7 +267,6 @@ def _sum_signed_rows_wide(w, tid, offsets, masks, count, group, acc, width):
         for t in range(g8, g_end):
             o0 = np.uint64(offsets[t]) + base
             m0 = masks[t]
-            n_neg -= np.int64(m0)
             for i in range(lanes):
                 u = np.uint64(i)
                 w[pb + u] = w[pb + u] + (w[o0 + u] ^ m0)
