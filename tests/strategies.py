@@ -315,3 +315,32 @@ def int_op(node, raw):
         [Act(np.asarray(raw, np.int64), FixedFormat(40, 0, signed=True), 1.0)], None
     )
     return step.act.raw
+
+
+def small_convs(max_ci, max_co, max_hw):
+    """Small Conv2d layers (groups 1-2, kernel 1-3, stride 1-2, padding 0-1 below the kernel,
+    dilation 1) with an input shape ``(B, C, H, W)`` at least the kernel, batch 1 or 2."""
+    return _st.builds(
+        lambda g, ci, co, k, s, p, hh, ww, b: (
+            _Conv2d(g * ci, g * co, k, stride=s, padding=min(p, k - 1), groups=g),
+            (b, g * ci, max(hh, k), max(ww, k)),
+        ),
+        _st.integers(1, 2), _st.integers(1, max_ci), _st.integers(1, max_co),
+        _st.integers(1, 3), _st.integers(1, 2), _st.integers(0, 1), _st.integers(1, max_hw),
+        _st.integers(1, max_hw), _st.integers(1, 2),
+    )  # fmt: skip
+
+
+def tiny_machines(units, trees, input_bytes, shift_bytes, weight_bytes):
+    """``Hardware.tiny()`` with the given strategies for its units, tree width and buffers, a
+    weight register file of 0, 9, 64 or 4096 entries, and every dataflow."""
+    from shiftsim.hardware import Hardware
+
+    return _st.builds(
+        lambda a, t, ib, sb, wb, rf, flow: Hardware.tiny().replace(
+            acc_units=a, tree_width=t, input_buffer_bytes=ib, shift_buffer_bytes=sb,
+            weight_buffer_bytes=wb, weight_rf_entries=rf, dataflow=flow,
+        ),
+        units, trees, input_bytes, shift_bytes, weight_bytes,
+        _st.sampled_from([0, 9, 64, 4096]), _st.sampled_from(["os", "ws", "auto"]),
+    )  # fmt: skip

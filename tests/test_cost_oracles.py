@@ -24,6 +24,7 @@ from shiftsim.datapath.shift_add import ShiftAddDatapath
 from shiftsim.hardware import Hardware
 from shiftsim.layers import Conv2d
 from shiftsim.quantize import ShiftCode
+from tests.strategies import small_convs, tiny_machines
 
 
 def _brute_force(layer, shape, hw, m, *, passes, pass_wbits, read_bits, acc_bits):
@@ -91,27 +92,17 @@ def _brute_force(layer, shape, hw, m, *, passes, pass_wbits, read_bits, acc_bits
 
 def _layers():
     """Small dense layers, dilation 1 (groups, stride, padding drawn)."""
-    return st.builds(
-        lambda g, ci, co, k, s, p, hh, ww, b: (
-            Conv2d(g * ci, g * co, k, stride=s, padding=min(p, k - 1), groups=g),
-            (b, g * ci, max(hh, k), max(ww, k)),
-        ),
-        st.integers(1, 2), st.integers(1, 5), st.integers(1, 4), st.integers(1, 3),
-        st.integers(1, 2), st.integers(0, 1), st.integers(1, 6), st.integers(1, 6),
-        st.integers(1, 2),
-    )  # fmt: skip
+    return small_convs(max_ci=5, max_co=4, max_hw=6)
 
 
 def _machine():
-    return st.builds(
-        lambda a, t, ib, sb, wb, rf, flow: Hardware.tiny().replace(
-            acc_units=a, tree_width=t, input_buffer_bytes=ib, shift_buffer_bytes=sb,
-            weight_buffer_bytes=wb, weight_rf_entries=rf, dataflow=flow,
-        ),
-        st.integers(1, 6), st.integers(1, 4), st.sampled_from([64, 300, 1 << 20]),
-        st.sampled_from([600, 5000, 1 << 20]), st.sampled_from([40, 200, 1 << 20]),
-        st.sampled_from([0, 9, 64, 4096]), st.sampled_from(["os", "ws", "auto"]),
-    )  # fmt: skip
+    return tiny_machines(
+        st.integers(1, 6),
+        st.integers(1, 4),
+        st.sampled_from([64, 300, 1 << 20]),
+        st.sampled_from([600, 5000, 1 << 20]),
+        st.sampled_from([40, 200, 1 << 20]),
+    )
 
 
 @settings(max_examples=60, deadline=None)

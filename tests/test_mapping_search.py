@@ -33,12 +33,17 @@ from shiftsim.datapath.mac import FixedMacDatapath
 from shiftsim.datapath.shift_add import ShiftAddDatapath
 from shiftsim.hardware import Hardware
 from shiftsim.layers import Conv2d
+from tests.strategies import small_convs, tiny_machines
 
 _WEIGHTS = {0: "resident", 1: "sweep", 2: "pass"}
 
 
 def _ladder(limit, unit):
-    """``limit``, ``unit * 2**j`` below it, ``unit / 2**j`` down to 1, largest first."""
+    """``limit``, ``unit * 2**j`` below it, ``unit / 2**j`` down to 1, largest first.
+
+    Written apart from the search's own candidate list on purpose: the oracle shares no code
+    with what it checks.
+    """
     vals = {limit, 1}
     v = unit
     while v < limit:
@@ -183,28 +188,18 @@ def _oracle(layer, shape, hw, bits):
 
 def _layers():
     """Small layers (dilation 1; groups, stride and padding drawn) and a batch of 1 or 2."""
-    return st.builds(
-        lambda g, ci, co, k, s, p, hh, ww, b: (
-            Conv2d(g * ci, g * co, k, stride=s, padding=min(p, k - 1), groups=g),
-            (b, g * ci, max(hh, k), max(ww, k)),
-        ),
-        st.integers(1, 2), st.integers(1, 6), st.integers(1, 9), st.integers(1, 3),
-        st.integers(1, 2), st.integers(0, 1), st.integers(1, 7), st.integers(1, 7),
-        st.integers(1, 2),
-    )  # fmt: skip
+    return small_convs(max_ci=6, max_co=9, max_hw=7)
 
 
 def _machines():
     """Machines whose buffers cut the candidates anywhere (from all fitting to none)."""
-    return st.builds(
-        lambda a, t, ib, sb, wb, rf, flow: Hardware.tiny().replace(
-            acc_units=a, tree_width=t, input_buffer_bytes=ib, shift_buffer_bytes=sb,
-            weight_buffer_bytes=wb, weight_rf_entries=rf, dataflow=flow,
-        ),
-        st.integers(1, 8), st.integers(1, 5), st.integers(8, 1200), st.integers(100, 6000),
-        st.integers(10, 800), st.sampled_from([0, 9, 64, 4096]),
-        st.sampled_from(["os", "ws", "auto"]),
-    )  # fmt: skip
+    return tiny_machines(
+        st.integers(1, 8),
+        st.integers(1, 5),
+        st.integers(8, 1200),
+        st.integers(100, 6000),
+        st.integers(10, 800),
+    )
 
 
 @settings(max_examples=80, deadline=None)
